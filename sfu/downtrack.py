@@ -1,0 +1,307 @@
+"""DownTrack: one subscriber's copy of one published track.
+
+Per packet: gate video until a keyframe, translate sequence number and timestamp
+(RtpMunger), rewrite the header in the subscriber's terms (its SSRC, payload type
+and header-extension ids) and send. Per RTCP: answer NACKs from the Receiver's
+packet cache (RTX when negotiated), pass keyframe requests upstream, and report
+sender reports translated from the publisher's so lip sync survives.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from sfu.core.munger import RtpMunger
+from sfu.core.rtcp import pack_sdes_cname, pack_sender_report
+from sfu.core.rtp import (
+    EXT_ABS_SEND_TIME,
+    EXT_AUDIO_LEVEL,
+    EXT_MID,
+    EXT_VIDEO_ORIENTATION,
+    RtpError,
+    build_extension_block,
+    parse_header,
+)
+
+if TYPE_CHECKING:
+    from sfu.core.rtp import RtpHeader
+    from sfu.receiver import Receiver
+
+_HEADER = struct.Struct("!BBHII")
+_OSN = struct.Struct("!H")
+RESEND_MIN_INTERVAL_S = 0.1  # one retransmission of a seq per 100 ms at most
+_RESEND_SLOTS = 512
+
+
+class DownTrack:
+    def __init__(
+        self,
+        receiver: Receiver,
+        *,
+        subscriber_id: str,
+        mid: str,
+        ssrc: int,
+        payload_type: int,
+        rtx_ssrc: int | None,
+        rtx_payload_type: int | None,
+        send_rtp: Callable[[bytes], bool],
+        seq_start: int,
+        ts_start: int,
+    ) -> None:
+        self.receiver = receiver
+        self.subscriber_id = subscriber_id
+        self.track_id = receiver.track_id
+        self.kind = receiver.kind
+        self.mid = mid
+        self.ssrc = ssrc
+        self.payload_type = payload_type
+        self.rtx_ssrc = rtx_ssrc
+        self.rtx_payload_type = rtx_payload_type
+        self.use_rtx = False
+        self._send = send_rtp
+        self._mid_value = mid.encode()
+        self._ext_ids: dict[str, int] = {}
+        self.munger = RtpMunger(seq_start, ts_start)
+        self._source: int | None = None
+        self._last_src_ts = 0
+        self._last_out_ts = 0
+        self._last_arrival_s = 0.0
+        self._rtx_seq = seq_start ^ 0x5A5A
+        self._resent_seq = [-1] * _RESEND_SLOTS
+        self._resent_at = [0.0] * _RESEND_SLOTS
+        self._sr_sent: dict[int, float] = {}
+        #: The subscriber's answer accepted this m-section.
+        self.negotiated = False
+        #: False until negotiated and the subscriber transport is up.
+        self.active = False
+        #: set_quality "off" or an unsubscribe in progress: forward nothing.
+        self.paused = False
+        self.detached = False
+        self.rtt_ms: float | None = None
+        self.loss_fraction = 0.0
+        self.jitter = 0
+        self.remb_bps: int | None = None
+        # counters
+        self.packets_sent = 0
+        self.octets_sent = 0
+        self.dropped_waiting_keyframe = 0
+        self.dropped_late = 0
+        self.nacks_received = 0
+        self.retransmitted = 0
+        self.nack_misses = 0
+        self.keyframe_requests = 0
+        self.first_packet_at: float | None = None
+
+    def configure(self, extension_ids: dict[str, int], use_rtx: bool) -> None:
+        """Apply what the subscriber's answer accepted."""
+        self._ext_ids = {
+            uri: ext_id
+            for uri, ext_id in extension_ids.items()
+            if uri in (EXT_MID, EXT_ABS_SEND_TIME, EXT_AUDIO_LEVEL, EXT_VIDEO_ORIENTATION)
+        }
+        self.use_rtx = use_rtx and self.rtx_ssrc is not None and self.rtx_payload_type is not None
+
+    @property
+    def waiting_for_keyframe(self) -> bool:
+        return self.active and not self.paused and self.receiver.is_video and self._source is None
+
+    # --- per packet ----------------------------------------------------------
+
+    def write(
+        self,
+        packet: bytes,
+        header: RtpHeader,
+        ext_seq: int,
+        keyframe: bool,
+        level: bytes | None,
+        orientation: bytes | None,
+        send_time: bytes,
+        arrival_s: float,
+    ) -> None:
+        if not self.active or self.paused:
+            return
+        source = header.ssrc
+        if source != self._source:
+            if self.receiver.is_video and not keyframe:
+                # A decoder can only start at a keyframe: hold video back until one.
+                self.dropped_waiting_keyframe += 1
+                return
+            advance = 1
+            if self.munger.started:
+                # Keep timestamps moving with wall-clock time across a source change.
+                elapsed_s = max(arrival_s - self._last_arrival_s, 0.0)
+                advance = max(1, int(elapsed_s * self.receiver.clock_rate))
+            self.munger.start(source, ext_seq, header.timestamp, ts_advance=advance)
+            self._source = source
+        if header.payload_end <= header.payload_start:
+            # Padding only (bandwidth probing): not forwarded, and the outgoing
+            # sequence closes over it so the subscriber sees no loss.
+            self.munger.drop(source, ext_seq)
+            return
+        translated = self.munger.translate(source, ext_seq, header.timestamp)
+        if translated is None:
+            self.dropped_late += 1
+            return
+        out_seq, out_ts = translated
+        # Remember one (source, out) timestamp pair: their difference is the offset
+        # that translates the publisher's sender reports.
+        self._last_src_ts = header.timestamp
+        self._last_out_ts = out_ts
+        self._last_arrival_s = arrival_s
+        out = self._rewrite(packet, header, out_seq, out_ts, level, orientation, send_time)
+        if self._send(out):
+            self.packets_sent += 1
+            self.octets_sent += header.payload_end - header.payload_start
+            if self.first_packet_at is None:
+                self.first_packet_at = time.monotonic()
+
+    def _rewrite(
+        self,
+        packet: bytes,
+        header: RtpHeader,
+        out_seq: int,
+        out_ts: int,
+        level: bytes | None,
+        orientation: bytes | None,
+        send_time: bytes,
+    ) -> bytes:
+        ids = self._ext_ids
+        elements: list[tuple[int, bytes]] = []
+        mid_id = ids.get(EXT_MID)
+        if mid_id:
+            elements.append((mid_id, self._mid_value))
+        ast_id = ids.get(EXT_ABS_SEND_TIME)
+        if ast_id:
+            elements.append((ast_id, send_time))
+        if level is not None:
+            level_id = ids.get(EXT_AUDIO_LEVEL)
+            if level_id:
+                elements.append((level_id, level))
+        if orientation is not None:
+            orientation_id = ids.get(EXT_VIDEO_ORIENTATION)
+            if orientation_id:
+                elements.append((orientation_id, orientation))
+        ext_block = build_extension_block(elements) if elements else b""
+        first = 0x80 | (0x20 if header.padding else 0) | (0x10 if ext_block else 0)
+        head = _HEADER.pack(
+            first,
+            (0x80 if header.marker else 0) | self.payload_type,
+            out_seq,
+            out_ts,
+            self.ssrc,
+        )
+        # Payload and any padding are copied unchanged: the server never touches media.
+        return b"".join((head, ext_block, memoryview(packet)[header.payload_start :]))
+
+    # --- RTCP from the subscriber --------------------------------------------
+
+    def on_nack(self, lost: list[int], now_s: float) -> None:
+        """Retransmit what the subscriber lost, from the Receiver's cache (RFC 4585
+        §6.2.1), as RTX (RFC 4588) when the subscriber negotiated it."""
+        receiver = self.receiver
+        for out_seq in lost:
+            self.nacks_received += 1
+            found = self.munger.source_of(out_seq)
+            if found is None or found[0] != receiver.ssrc:
+                self.nack_misses += 1
+                continue
+            packet = receiver.cache.get(found[1])
+            if packet is None:
+                self.nack_misses += 1
+                continue
+            slot = out_seq % _RESEND_SLOTS
+            if self._resent_seq[slot] == out_seq and now_s - self._resent_at[slot] < RESEND_MIN_INTERVAL_S:
+                continue
+            try:
+                header = parse_header(packet)
+            except RtpError:
+                continue
+            translated = self.munger.translate(found[0], found[1], header.timestamp)
+            if translated is None or translated[0] != out_seq:
+                self.nack_misses += 1
+                continue
+            out = self._rewrite(packet, header, out_seq, translated[1], None, None, b"\x00\x00\x00")
+            if self.use_rtx:
+                out = self._wrap_rtx(out, header, out_seq)
+            if self._send(out):
+                self.retransmitted += 1
+                self._resent_seq[slot] = out_seq
+                self._resent_at[slot] = now_s
+
+    def _wrap_rtx(self, out: bytes, header: RtpHeader, out_seq: int) -> bytes:
+        rewritten = parse_header(out)
+        self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
+        head = _HEADER.pack(
+            out[0] & ~0x20,  # RTX packet: the original padding is not carried
+            (out[1] & 0x80) | (self.rtx_payload_type or 0),
+            self._rtx_seq,
+            rewritten.timestamp,
+            self.rtx_ssrc or 0,
+        )
+        ext = out[12 : rewritten.payload_start]
+        return b"".join((head, ext, _OSN.pack(out_seq), out[rewritten.payload_start : rewritten.payload_end]))
+
+    def on_keyframe_request(self, now_ms: int) -> None:
+        self.keyframe_requests += 1
+        self.receiver.request_keyframe(now_ms)
+
+    def on_report_block(self, fraction_lost: int, jitter: int, lsr: int, dlsr: int, now_s: float) -> None:
+        self.loss_fraction = fraction_lost / 256
+        self.jitter = jitter
+        sent_at = self._sr_sent.get(lsr)
+        if sent_at is not None:
+            # RFC 3550 §6.4.1: RTT = arrival - LSR - DLSR; our SRs carry the
+            # publisher's NTP time, so LSR is matched to our own send time.
+            rtt_s = now_s - sent_at - dlsr / 65536
+            if rtt_s >= 0:
+                self.rtt_ms = rtt_s * 1000
+
+    # --- periodic ------------------------------------------------------------
+
+    def sender_report(self, now_s: float) -> bytes | None:
+        """SR + SDES for this stream: the publisher's NTP/RTP pair, with the RTP time
+        shifted into our timestamp space, so the subscriber can sync audio and video."""
+        last_sr = self.receiver.last_sr
+        if not self.active or self._source is None or last_sr is None:
+            return None
+        ntp, rtp = last_sr
+        offset = (self._last_out_ts - self._last_src_ts) & 0xFFFFFFFF
+        report = pack_sender_report(
+            self.ssrc, ntp, (rtp + offset) & 0xFFFFFFFF, self.packets_sent, self.octets_sent
+        )
+        middle = (ntp >> 16) & 0xFFFFFFFF
+        self._sr_sent[middle] = now_s
+        if len(self._sr_sent) > 8:
+            del self._sr_sent[next(iter(self._sr_sent))]
+        return report + pack_sdes_cname(self.ssrc, self.receiver.cname.encode()[:255])
+
+    def resume(self, now_ms: int) -> None:
+        """Forward again after a pause: restart at the next keyframe; the munger keeps
+        the outgoing sequence continuous and moves timestamps on by the time paused."""
+        self.paused = False
+        self._source = None
+        if self.active and self.receiver.is_video:
+            self.on_keyframe_request(now_ms)
+
+    def detach(self) -> None:
+        """The track went away or the subscriber left: stop for good."""
+        self.active = False
+        self.detached = True
+        self.receiver.remove_downtrack(self)
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "track_id": self.track_id,
+            "mid": self.mid,
+            "ssrc": self.ssrc,
+            "packets_sent": self.packets_sent,
+            "octets_sent": self.octets_sent,
+            "retransmitted": self.retransmitted,
+            "nacks_received": self.nacks_received,
+            "dropped_waiting_keyframe": self.dropped_waiting_keyframe,
+            "rtt_ms": self.rtt_ms,
+            "loss_fraction": self.loss_fraction,
+        }

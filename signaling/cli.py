@@ -1,0 +1,206 @@
+"""The `sfu` command: serve, token, bot."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from signaling.auth import DEV_KEY, DEV_SECRET, Grants, KeyStore, KeyStoreError, issue_token, parse_duration
+
+logger = logging.getLogger("sfu")
+
+
+def _install_uvloop() -> str:
+    try:
+        import uvloop
+    except ImportError:
+        return "asyncio"
+    uvloop.install()
+    return "uvloop"
+
+
+def _load_keys(args: argparse.Namespace) -> KeyStore:
+    if args.dev:
+        return KeyStore.dev()
+    if args.keys:
+        return KeyStore.from_file(args.keys)
+    env = os.environ.get("SFU_KEYS", "")
+    if env:
+        return KeyStore.from_env(env)
+    raise KeyStoreError("no API keys: pass --keys FILE, set SFU_KEYS=key:secret, or use --dev")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from signaling.app import ServerConfig, create_app
+
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        keys = _load_keys(args)
+    except (KeyStoreError, OSError) as exc:
+        print(f"sfu serve: {exc}", file=sys.stderr)
+        return 2
+    loop_name = _install_uvloop()
+    config = ServerConfig(
+        host=args.host,
+        port=args.port,
+        keys=keys,
+        rtc_hosts=tuple(args.rtc_host) if args.rtc_host else None,
+        announce_ip=args.announce_ip,
+        ice_servers=tuple(args.stun),
+        max_participants_per_room=args.max_participants,
+        dev=args.dev,
+        **({"node_id": args.node_id} if args.node_id else {}),
+    )
+    if args.dev:
+        logger.warning(
+            "DEV MODE: API key %r, secret %r. Never use --dev on a reachable server.",
+            DEV_KEY,
+            DEV_SECRET,
+        )
+    logger.info(
+        "node %s on http://%s:%d (event loop: %s; media on %s%s)",
+        config.node_id,
+        args.host,
+        args.port,
+        loop_name,
+        ", ".join(config.rtc_hosts) if config.rtc_hosts else "all host addresses",
+        f", announced as {args.announce_ip}" if args.announce_ip else "",
+    )
+    app = create_app(config)
+    web.run_app(app, host=args.host, port=args.port, print=None, handle_signals=True, shutdown_timeout=5)
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    if args.dev or not (args.key or os.environ.get("SFU_KEYS") or args.keys):
+        key, secret = DEV_KEY, DEV_SECRET
+    else:
+        store = KeyStore.from_file(args.keys) if args.keys else KeyStore.from_env(os.environ["SFU_KEYS"])
+        key = args.key or next(iter(store.keys()))
+        secret = store.secret_for(key)
+        if secret is None:
+            print(f"sfu token: unknown API key {key!r}", file=sys.stderr)
+            return 2
+    grants = Grants(publish=not args.no_publish, subscribe=not args.no_subscribe, data=True, admin=args.admin)
+    print(
+        issue_token(
+            key, secret, args.room, args.identity, name=args.name, ttl_s=parse_duration(args.ttl), grants=grants
+        )
+    )
+    return 0
+
+
+def cmd_bot(args: argparse.Namespace) -> int:
+    from sfu_bot.client import Bot
+
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()))
+    token = args.token or issue_token(DEV_KEY, DEV_SECRET, args.room, args.identity, name=args.identity)
+
+    async def run() -> None:
+        bot = Bot(args.url, token, rtc_hosts=tuple(args.rtc_host), name=args.identity, decode=args.decode)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        joined = await bot.connect()
+        print(json.dumps({"joined": joined["room"], "participant": joined["participant"]}), flush=True)
+        if args.mode == "publish":
+            tracks = await bot.publish(
+                audio=not args.no_audio,
+                video=None if args.no_video else args.codec,
+                width=args.width,
+                height=args.height,
+                fps=args.fps,
+                bitrate_bps=args.bitrate,
+            )
+            print(json.dumps({"published": tracks}), flush=True)
+        try:
+            await asyncio.wait_for(stop.wait(), args.duration if args.duration > 0 else None)
+        except TimeoutError:
+            pass
+        finally:
+            print(json.dumps(bot.stats()), flush=True)
+            await bot.leave()
+
+    asyncio.run(run())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sfu", description="A WebRTC SFU in Python.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run a node")
+    serve.add_argument("--host", default="127.0.0.1", help="signaling bind address")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--rtc-host",
+        action="append",
+        default=[],
+        metavar="IP",
+        help="address media binds and advertises (repeatable; default: every host address; "
+        "loopback is only used when named here)",
+    )
+    serve.add_argument("--announce-ip", help="advertise this address in candidates (NAT, containers)")
+    serve.add_argument("--stun", action="append", default=[], metavar="stun:HOST:PORT", help="STUN server (none by default)")
+    serve.add_argument("--dev", action="store_true", help="dev mode: API key devkey / secret devsecret")
+    serve.add_argument("--keys", metavar="FILE", help="API keys file: one 'key: secret' per line")
+    serve.add_argument("--node-id", help="this node's id (default: random)")
+    serve.add_argument("--max-participants", type=int, default=0, help="per room; 0 = no limit")
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(func=cmd_serve)
+
+    token = sub.add_parser("token", help="print an access token")
+    token.add_argument("--room", required=True)
+    token.add_argument("--identity", required=True)
+    token.add_argument("--name")
+    token.add_argument("--ttl", default="6h")
+    token.add_argument("--no-publish", action="store_true")
+    token.add_argument("--no-subscribe", action="store_true")
+    token.add_argument("--admin", action="store_true")
+    token.add_argument("--keys", metavar="FILE")
+    token.add_argument("--key", help="which API key signs (default: the first)")
+    token.add_argument("--dev", action="store_true", help="sign with the dev key")
+    token.set_defaults(func=cmd_token)
+
+    bot = sub.add_parser("bot", help="run a headless client")
+    bot.add_argument("mode", choices=["publish", "subscribe"])
+    bot.add_argument("--url", default="ws://127.0.0.1:8080")
+    bot.add_argument("--room", default="demo")
+    bot.add_argument("--identity", default="bot")
+    bot.add_argument("--token", help="access token (default: a dev token)")
+    bot.add_argument("--rtc-host", action="append", default=None, metavar="IP")
+    bot.add_argument("--codec", default="vp8", choices=["vp8", "h264"])
+    bot.add_argument("--width", type=int, default=640)
+    bot.add_argument("--height", type=int, default=360)
+    bot.add_argument("--fps", type=int, default=30)
+    bot.add_argument("--bitrate", type=int, default=800_000)
+    bot.add_argument("--no-audio", action="store_true")
+    bot.add_argument("--no-video", action="store_true")
+    bot.add_argument("--decode", action="store_true", help="decode received video and read frame counters")
+    bot.add_argument("--duration", type=float, default=0, help="seconds; 0 = until Ctrl-C")
+    bot.add_argument("--log-level", default="warning")
+    bot.set_defaults(func=cmd_bot)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "rtc_host", None) is None:
+        args.rtc_host = ["127.0.0.1"]
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

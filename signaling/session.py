@@ -1,0 +1,279 @@
+"""One client's WebSocket session: read, validate, dispatch, answer.
+
+Outgoing messages go through a bounded queue drained by one writer task, so a
+slow client can never make the media plane or other sessions wait; a client that
+lets the queue fill up is disconnected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from sfu.negotiate import NegotiationError
+from sfu.transport import CandidateError
+from signaling import messages as m
+from signaling.auth import TokenClaims
+from signaling.rooms import Participant, RoomFull, RoomManager, Track
+
+logger = logging.getLogger(__name__)
+
+OUTBOX_LIMIT = 512
+IDLE_TIMEOUT_S = 60.0  # clients ping every ~10 s; a silent socket is dead
+MAX_FRAME_BYTES = 512 * 1024
+
+
+class Session:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        manager: RoomManager,
+        claims: TokenClaims,
+        auto_subscribe: bool,
+    ) -> None:
+        self.ws = ws
+        self.manager = manager
+        self.claims = claims
+        self.auto_subscribe = auto_subscribe
+        self.participant: Participant | None = None
+        self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(OUTBOX_LIMIT)
+        self._closing: str | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    # --- sending -----------------------------------------------------------------
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self._closing is not None and message.get("type") != "leave":
+            return
+        try:
+            self._outbox.put_nowait(message)
+        except asyncio.QueueFull:
+            logger.warning("session %s: outbox full, disconnecting a slow client", self._pid())
+            self.close("slow_client")
+
+    def close(self, reason: str) -> None:
+        """Close after what is queued (a `leave` the caller sent included) is written."""
+        if self._closing is not None:
+            return
+        self._closing = reason
+        with contextlib.suppress(asyncio.QueueFull):
+            self._outbox.put_nowait(None)
+        if self._reader is not None and not self._reader.done():
+            self._reader.cancel()
+
+    def _pid(self) -> str:
+        return self.participant.id if self.participant is not None else "-"
+
+    async def _writer(self) -> None:
+        while True:
+            message = await self._outbox.get()
+            if message is None:
+                break
+            try:
+                await self.ws.send_str(json.dumps(message, separators=(",", ":")))
+            except (ConnectionError, RuntimeError):
+                break
+        with contextlib.suppress(Exception):
+            await self.ws.close()
+
+    # --- lifecycle ---------------------------------------------------------------
+
+    async def run(self) -> None:
+        writer = asyncio.get_running_loop().create_task(self._writer(), name="ws-writer")
+        try:
+            try:
+                self.participant = await self.manager.join(
+                    room_name=self.claims.room,
+                    identity=self.claims.identity,
+                    name=self.claims.name,
+                    grants=self.claims.grants,
+                    auto_subscribe=self.auto_subscribe,
+                    send=self.send,
+                    close_session=self.close,
+                )
+            except RoomFull as exc:
+                self.send(m.error("room_full", str(exc), None))
+                self.send(m.leave("room_full"))
+                self.close("room_full")
+                return
+            self._reader = asyncio.current_task()  # type: ignore[assignment]
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._read_loop()
+        finally:
+            if self.participant is not None:
+                with contextlib.suppress(Exception):
+                    await self.manager.leave(self.participant)
+            self.close(self._closing or "closed")
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(writer, 5.0)
+            if not writer.done():
+                writer.cancel()
+
+    async def _read_loop(self) -> None:
+        while self._closing is None:
+            try:
+                msg = await self.ws.receive(timeout=IDLE_TIMEOUT_S)
+            except TimeoutError:
+                self.send(m.error("bad_request", f"no message for {IDLE_TIMEOUT_S:.0f} s; send ping", None))
+                self.send(m.leave("idle_timeout"))
+                self.close("idle_timeout")
+                return
+            if msg.type == WSMsgType.TEXT:
+                await self._handle_text(msg.data)
+            elif msg.type == WSMsgType.BINARY:
+                self.send(m.error("bad_request", "binary frames are not supported; send JSON text", None))
+            elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                return
+            elif msg.type == WSMsgType.ERROR:
+                # aiohttp reports an oversized frame this way; the socket is then closed.
+                logger.info("session %s: websocket error %s", self._pid(), self.ws.exception())
+                return
+
+    async def _handle_text(self, text: str) -> None:
+        try:
+            message = m.parse_client_message(text)
+        except m.ProtocolError as exc:
+            self.send(m.error_from(exc))
+            return
+        try:
+            await self._dispatch(message)
+        except m.ProtocolError as exc:
+            self.send(m.error_from(exc))
+        except Exception:  # noqa: BLE001 - a bug must not take the room down
+            logger.exception("session %s: %s handler failed", self._pid(), message.type)
+            self.send(m.error("internal", "internal error; the request was not applied", message.type))
+
+    # --- handlers ----------------------------------------------------------------
+
+    async def _dispatch(self, message: Any) -> None:
+        participant = self.participant
+        assert participant is not None
+        manager = self.manager
+        kind = message.type
+
+        if isinstance(message, m.Ping):
+            self.send(m.pong(message.ts))
+        elif isinstance(message, m.Publish):
+            await self._publish(participant, message)
+        elif isinstance(message, m.Unpublish):
+            track = participant.tracks.get(message.track_id)
+            if track is None:
+                raise m.ProtocolError("not_found", f"you publish no track {message.track_id!r}", kind)
+            manager.unpublish_track(participant, track)
+        elif isinstance(message, m.SubscriberAnswer):
+            if not participant.receive_subscriber_answer(message.sdp):
+                raise m.ProtocolError("bad_request", "no subscriber_offer is waiting for an answer", kind)
+        elif isinstance(message, m.Subscribe | m.Unsubscribe):
+            subscribe = isinstance(message, m.Subscribe)
+            if subscribe and not participant.grants.subscribe:
+                raise m.ProtocolError("forbidden", "your token has no subscribe grant", kind)
+            tracks = [self._room_track(track_id, kind) for track_id in message.track_ids]
+            for track in tracks:
+                if track.publisher_id == participant.id:
+                    raise m.ProtocolError("bad_request", f"track {track.id} is your own", kind)
+            for track in tracks:
+                if subscribe:
+                    manager.subscribe(participant, track)
+                else:
+                    manager.unsubscribe(participant, track)
+        elif isinstance(message, m.Candidate):
+            value = None if message.is_end_of_candidates else message.candidate.candidate  # type: ignore[union-attr]
+            try:
+                await participant.add_candidate(message.target, value)
+            except (CandidateError, ValueError) as exc:
+                raise m.ProtocolError("bad_request", f"candidate: {exc}", kind) from None
+        elif isinstance(message, m.SetQuality):
+            self._set_quality(participant, message)
+        elif isinstance(message, m.SetVideoSize):
+            self._room_track(message.track_id, kind)
+            participant.video_size[message.track_id] = (message.width, message.height)
+        elif isinstance(message, m.Mute):
+            track = participant.tracks.get(message.track_id)
+            if track is None:
+                raise m.ProtocolError("not_found", f"you publish no track {message.track_id!r}", kind)
+            if track.muted != message.muted:
+                track.muted = message.muted
+                participant.room.broadcast(
+                    m.track_muted(participant.id, track.id, track.muted), exclude=participant
+                )
+        elif isinstance(message, m.Leave):
+            self.send(m.leave("client_left"))
+            self.close("client_left")
+        else:  # pragma: no cover - parse_client_message knows every type
+            raise m.ProtocolError("unsupported", f"unsupported message type {kind!r}", kind)
+
+    def _room_track(self, track_id: str, kind: str) -> Track:
+        assert self.participant is not None
+        track = self.participant.room.find_track(track_id)
+        if track is None:
+            raise m.ProtocolError("not_found", f"no track {track_id!r} in this room", kind)
+        return track
+
+    async def _publish(self, participant: Participant, message: m.Publish) -> None:
+        kind = message.type
+        if not participant.grants.publish:
+            raise m.ProtocolError("forbidden", "your token has no publish grant", kind)
+        publisher = participant.peer.ensure_publisher()
+        try:
+            result = await publisher.negotiate(message.sdp)
+        except NegotiationError as exc:
+            code = "unsupported" if "codec" in str(exc) or "not supported" in str(exc) else "bad_request"
+            raise m.ProtocolError(code, str(exc), kind) from None
+        meta = {t.mid: t for t in message.tracks}
+        for receiver in result.removed:
+            track = participant.tracks.get(receiver.track_id)
+            if track is not None:
+                self.manager.unpublish_track(participant, track)
+        new_tracks = []
+        for media, receiver in result.added:
+            spec = meta.get(media.mid)
+            layers = tuple(
+                m.LayerInfo(layer.rid, layer.quality, layer.width, layer.height)
+                for layer in (spec.layers if spec else ())
+            )
+            source = spec.source if spec else ("microphone" if media.kind == "audio" else "camera")
+            new_tracks.append(
+                Track(
+                    id=receiver.track_id,
+                    kind=media.kind,
+                    source=source,
+                    name=spec.name if spec else "",
+                    codec=media.codec.name.lower(),
+                    mid=media.mid,
+                    publisher_id=participant.id,
+                    receiver=receiver,
+                    layers=layers,
+                )
+            )
+        mids = {mid: receiver.track_id for mid, receiver in publisher.receivers.items()}
+        self.send(m.publish_answer(result.answer_sdp, mids))
+        for problem in result.rejected:
+            logger.info("participant %s: publish m-section rejected: %s", participant.id, problem)
+        await participant._flush_candidates("publisher")
+        for track in new_tracks:
+            self.manager.publish_track(participant, track)
+
+    def _set_quality(self, participant: Participant, message: m.SetQuality) -> None:
+        track = self._room_track(message.track_id, message.type)
+        participant.quality[track.id] = message.quality
+        subscriber = participant.peer.subscriber
+        downtrack = None
+        if subscriber is not None:
+            downtrack = next(
+                (d for d in subscriber.downtracks.values() if d.track_id == track.id), None
+            )
+        if downtrack is not None and track.kind == "video":
+            if message.quality == "off":
+                downtrack.paused = True
+            elif downtrack.paused:
+                downtrack.resume(int(time.monotonic() * 1000))
+        # Without simulcast a video track has one layer: what is forwarded is that
+        # layer, or nothing when the subscriber asked for "off".
+        effective = "off" if message.quality == "off" else "high"
+        self.send(m.layer_changed(track.id, effective))
