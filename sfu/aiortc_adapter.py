@@ -11,7 +11,6 @@ Written against aiortc 1.16 / aioice 0.13 (see docs/architecture.md).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -44,9 +43,7 @@ def check_compatibility() -> None:
     """Raise RuntimeError when the installed aiortc/aioice lack what we use."""
     probe = aioice.Connection(ice_controlling=False)
     missing = [
-        name
-        for name in PRIVATE_ATTRIBUTES_USED["aioice.Connection"]
-        if not hasattr(probe, name)
+        name for name in PRIVATE_ATTRIBUTES_USED["aioice.Connection"] if not hasattr(probe, name)
     ]
     for name in PRIVATE_ATTRIBUTES_USED["aiortc.RTCDtlsTransport"]:
         if name.startswith("_set") and not hasattr(RTCDtlsTransport, name):

@@ -213,7 +213,10 @@ class DownTrack:
                 self.nack_misses += 1
                 continue
             slot = out_seq % _RESEND_SLOTS
-            if self._resent_seq[slot] == out_seq and now_s - self._resent_at[slot] < RESEND_MIN_INTERVAL_S:
+            if (
+                self._resent_seq[slot] == out_seq
+                and now_s - self._resent_at[slot] < RESEND_MIN_INTERVAL_S
+            ):
                 continue
             try:
                 header = parse_header(packet)
@@ -242,13 +245,17 @@ class DownTrack:
             self.rtx_ssrc or 0,
         )
         ext = out[12 : rewritten.payload_start]
-        return b"".join((head, ext, _OSN.pack(out_seq), out[rewritten.payload_start : rewritten.payload_end]))
+        return b"".join(
+            (head, ext, _OSN.pack(out_seq), out[rewritten.payload_start : rewritten.payload_end])
+        )
 
     def on_keyframe_request(self, now_ms: int) -> None:
         self.keyframe_requests += 1
         self.receiver.request_keyframe(now_ms)
 
-    def on_report_block(self, fraction_lost: int, jitter: int, lsr: int, dlsr: int, now_s: float) -> None:
+    def on_report_block(
+        self, fraction_lost: int, jitter: int, lsr: int, dlsr: int, now_s: float
+    ) -> None:
         self.loss_fraction = fraction_lost / 256
         self.jitter = jitter
         sent_at = self._sr_sent.get(lsr)

@@ -37,7 +37,9 @@ class MediaConfig:
 class Peer:
     """The media side of one participant."""
 
-    def __init__(self, engine: MediaEngine, peer_id: str, on_transport_state: TransportStateHandler) -> None:
+    def __init__(
+        self, engine: MediaEngine, peer_id: str, on_transport_state: TransportStateHandler
+    ) -> None:
         self.id = peer_id
         self._engine = engine
         self._on_transport_state = on_transport_state

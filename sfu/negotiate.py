@@ -213,7 +213,9 @@ def answer_publish(
         answer.media.append(section)
         label = f"m-section {index} (mid {media.mid!r}, {media.kind})"
 
-        def reject(reason: str, section: MediaSection = section, media: MediaSection = media) -> None:
+        def reject(
+            reason: str, section: MediaSection = section, media: MediaSection = media
+        ) -> None:
             section.port = 0
             section.direction = "inactive"
             section.formats = list(media.formats[:1]) or ["0"]

@@ -206,7 +206,9 @@ class Publisher:
             if isinstance(item, SenderReport):
                 route = self._demux.routes.get(item.ssrc)
                 if route is not None and not route.rtx:
-                    route.target.on_sender_report(item.ntp_timestamp, item.rtp_timestamp, time.monotonic())
+                    route.target.on_sender_report(
+                        item.ntp_timestamp, item.rtp_timestamp, time.monotonic()
+                    )
 
     # --- periodic ------------------------------------------------------------
 

@@ -137,7 +137,9 @@ class Receiver:
         )
         send_time = abs_send_time(time.time())
         for downtrack in self.downtracks:
-            downtrack.write(packet, header, ext_seq, keyframe, level, orientation, send_time, arrival_s)
+            downtrack.write(
+                packet, header, ext_seq, keyframe, level, orientation, send_time, arrival_s
+            )
 
     def on_rtx(self, packet: bytes, header: RtpHeader, arrival_s: float) -> None:
         """A retransmission on the RTX stream (RFC 4588 §4): unwrap and handle it
@@ -167,7 +169,9 @@ class Receiver:
 
     def _new_source(self, ssrc: int) -> None:
         if self.ssrc is not None:
-            logger.info("track %s: publisher SSRC changed %#x -> %#x", self.track_id, self.ssrc, ssrc)
+            logger.info(
+                "track %s: publisher SSRC changed %#x -> %#x", self.track_id, self.ssrc, ssrc
+            )
         self.ssrc = ssrc
         self._unwrap = SeqUnwrapper()
         self.stats = ReceiveStats(self.clock_rate)
@@ -212,7 +216,9 @@ class Receiver:
         if due:
             self.nacks_sent += len(due)
             for i in range(0, len(due), 64):
-                self._send_rtcp(pack_nack(self.rtcp_ssrc, self.ssrc, [s & 0xFFFF for s in due[i : i + 64]]))
+                self._send_rtcp(
+                    pack_nack(self.rtcp_ssrc, self.ssrc, [s & 0xFFFF for s in due[i : i + 64]])
+                )
         if self.nack.take_keyframe_needed():
             self.request_keyframe(now_ms)
 

@@ -75,7 +75,9 @@ class PeerTransport:
         self._on_rtp = on_rtp
         self._on_rtcp = on_rtcp
         self._on_state = on_state
-        self._networks = [ipaddress.ip_network(n, strict=False) for n in config.allowed_remote_networks]
+        self._networks = [
+            ipaddress.ip_network(n, strict=False) for n in config.allowed_remote_networks
+        ]
         self._rx: pylibsrtp.Session | None = None
         self._tx: pylibsrtp.Session | None = None
         self._task: asyncio.Task[None] | None = None
@@ -167,12 +169,18 @@ class PeerTransport:
         try:
             ok = await asyncio.wait_for(
                 self._link.connect(
-                    remote.ice_ufrag, remote.ice_pwd, remote.ice_lite, remote.fingerprints, dtls_role
+                    remote.ice_ufrag,
+                    remote.ice_pwd,
+                    remote.ice_lite,
+                    remote.fingerprints,
+                    dtls_role,
                 ),
                 timeout=self._config.connect_timeout_s,
             )
         except TimeoutError:
-            logger.info("%s: ICE/DTLS did not complete in %.0f s", self.name, self._config.connect_timeout_s)
+            logger.info(
+                "%s: ICE/DTLS did not complete in %.0f s", self.name, self._config.connect_timeout_s
+            )
             ok = False
         except Exception:  # noqa: BLE001 - any failure here is a failed transport
             logger.warning("%s: connect failed", self.name, exc_info=True)
@@ -225,7 +233,9 @@ class PeerTransport:
         except Exception:  # noqa: BLE001 - never let one packet end the transport
             self.handler_errors += 1
             if self.handler_errors == 1 or self.handler_errors % 1000 == 0:
-                logger.exception("%s: packet handler failed (%d so far)", self.name, self.handler_errors)
+                logger.exception(
+                    "%s: packet handler failed (%d so far)", self.name, self.handler_errors
+                )
 
     # --- send (per packet) -------------------------------------------------
 

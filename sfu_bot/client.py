@@ -34,13 +34,13 @@ from sfu.core.rtcp import (
     Remb,
     ReportBlock,
     RtcpError,
+    ntp_from_unix,
     pack_nack,
     pack_receiver_report,
     pack_remb,
     pack_sdes_cname,
     pack_sender_report,
     parse_compound,
-    ntp_from_unix,
 )
 from sfu.core.rtp import (
     RtpError,
@@ -54,7 +54,14 @@ from sfu.core.stats import ReceiveStats
 from sfu.negotiate import read_remote_transport
 from sfu.sdp import parse, serialize
 from sfu.transport import PeerTransport, TransportConfig
-from sfu_bot.media import AudioSource, VideoDecoder, VideoSource, encode_audio, encode_video, read_counter
+from sfu_bot.media import (
+    AudioSource,
+    VideoDecoder,
+    VideoSource,
+    encode_audio,
+    encode_video,
+    read_counter,
+)
 from sfu_bot.negotiation import (
     BOT_EXT_IDS,
     IncomingStream,
@@ -94,6 +101,12 @@ class SendStream:
     #: seq -> payload of every packet sent, when the bot records (byte-identity tests)
     recorded: dict[int, bytes] | None = None
     track_id: str | None = None
+    video: VideoSource | None = None
+    audio: AudioSource | None = None
+    picture_id: int = field(default_factory=lambda: secrets.randbits(15))
+    frames_sent: int = 0
+    #: RTP timestamp -> frame counter drawn in that picture (what a decoder should read back)
+    sent_counters: dict[int, int] = field(default_factory=dict)
 
 
 # --- incoming ------------------------------------------------------------------
@@ -165,16 +178,16 @@ class Bot:
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self.messages: collections.deque[dict[str, Any]] = collections.deque(maxlen=MAX_MESSAGES)
-        self._waiters: list[tuple[Callable[[dict[str, Any]], bool], asyncio.Future[dict[str, Any]]]] = []
+        self._waiters: list[
+            tuple[Callable[[dict[str, Any]], bool], asyncio.Future[dict[str, Any]]]
+        ] = []
         self.joined: dict[str, Any] | None = None
         self.participant_id: str | None = None
         self.participants: dict[str, dict[str, Any]] = {}
         # publishing
         self.pub: PeerTransport | None = None
-        self.streams: dict[str, SendStream] = {}  # by kind
+        self.streams: dict[str, SendStream] = {}  # by mid
         self._by_ssrc_out: dict[int, SendStream] = {}
-        self._video_source: VideoSource | None = None
-        self._audio_source: AudioSource | None = None
         self._video_fps = 30
         self._drop_every = 0
         self._video_sent = 0
@@ -197,7 +210,9 @@ class Bot:
     async def connect(self, timeout: float = 10.0) -> dict[str, Any]:
         self._http = aiohttp.ClientSession()
         query = {"access_token": self.token, "auto_subscribe": "1" if self.auto_subscribe else "0"}
-        self._ws = await self._http.ws_connect(f"{self.url}/v1/rtc", params=query, timeout=aiohttp.ClientWSTimeout(ws_close=5))
+        self._ws = await self._http.ws_connect(
+            f"{self.url}/v1/rtc", params=query, timeout=aiohttp.ClientWSTimeout(ws_close=5)
+        )
         self._spawn(self._read_loop(), "bot-reader")
         self._spawn(self._rtcp_loop(), "bot-rtcp")
         joined = await self.wait_for("joined", timeout=timeout)
@@ -276,7 +291,9 @@ class Bot:
         elif kind == "track_unpublished":
             participant = self.participants.get(message["participant_id"])
             if participant is not None:
-                participant["tracks"] = [t for t in participant.get("tracks", []) if t["id"] != message["track_id"]]
+                participant["tracks"] = [
+                    t for t in participant.get("tracks", []) if t["id"] != message["track_id"]
+                ]
         elif kind == "subscriber_offer":
             await self._answer_offer(message["sdp"], message["tracks"])
 
@@ -287,6 +304,7 @@ class Bot:
         *,
         audio: bool = True,
         video: str | None = "vp8",
+        screen: bool = False,
         width: int = 320,
         height: int = 240,
         fps: int = 30,
@@ -298,14 +316,10 @@ class Bot:
         rtx: bool = True,
         timeout: float = 10.0,
     ) -> dict[str, str]:
-        """Publish audio and/or video; returns {kind: track_id} once media flows."""
+        """Publish audio, video and optionally a second "screen" video track with
+        the same codec; returns {track name: track_id} once the transport is up."""
         loop = asyncio.get_running_loop()
-        if video is not None:
-            encoded = await loop.run_in_executor(None, encode_video, video, width, height, fps, frames, gop, bitrate_bps)
-            self._video_source = VideoSource(encoded)
-            self._video_fps = fps
-        if audio:
-            self._audio_source = AudioSource(await loop.run_in_executor(None, encode_audio, 1000))
+        self._video_fps = fps
         self._drop_every = drop_every
         self.pub = PeerTransport(
             self._transport_config,
@@ -319,26 +333,54 @@ class Bot:
         local = await self.pub.prepare()
         cname = secrets.token_hex(8)
         stream_id = secrets.token_hex(6)
-        outgoing = []
+        plans: list[tuple[OutgoingStream, Any]] = []
         if audio:
-            outgoing.append(OutgoingStream("0", "audio", "opus", _ssrc(), None, cname, stream_id, "mic"))
-        if video is not None:
-            outgoing.append(
-                OutgoingStream(str(len(outgoing)), "video", video, _ssrc(), _ssrc() if rtx else None, cname, stream_id, "cam")
+            info = OutgoingStream("0", "audio", "opus", _ssrc(), None, cname, stream_id, "mic")
+            plans.append((info, AudioSource(await loop.run_in_executor(None, encode_audio, 1000))))
+        videos = ([("cam", width, height)] if video else []) + (
+            [("screen", width * 2, height * 2)] if video and screen else []
+        )
+        for name, w, h in videos:
+            encoded = await loop.run_in_executor(
+                None, encode_video, video, w, h, fps, frames, gop, bitrate_bps
             )
-        offer = build_publish_offer(outgoing, local, version=1, session_id=secrets.randbits(62), signal_ssrcs=signal_ssrcs)
-        for info in outgoing:
+            info = OutgoingStream(
+                str(len(plans)),
+                "video",
+                video or "vp8",
+                _ssrc(),
+                _ssrc() if rtx else None,
+                cname,
+                stream_id,
+                name,
+            )
+            plans.append((info, VideoSource(encoded)))
+        outgoing = [info for info, _source in plans]
+        offer = build_publish_offer(
+            outgoing, local, version=1, session_id=secrets.randbits(62), signal_ssrcs=signal_ssrcs
+        )
+        for info, source in plans:
             stream = SendStream(info, 48000 if info.kind == "audio" else 90000)
+            if info.kind == "audio":
+                stream.audio = source
+            else:
+                stream.video = source
             if self.record:
                 stream.recorded = {}
-            self.streams[info.kind] = stream
+            self.streams[info.mid] = stream
             self._by_ssrc_out[info.ssrc] = stream
         await self.send(
             {
                 "type": "publish",
                 "sdp": serialize(offer),
                 "tracks": [
-                    {"mid": s.mid, "source": "microphone" if s.kind == "audio" else "camera", "name": s.track_name}
+                    {
+                        "mid": s.mid,
+                        "source": {"mic": "microphone", "cam": "camera"}.get(
+                            s.track_name, "screen"
+                        ),
+                        "name": s.track_name,
+                    }
                     for s in outgoing
                 ],
             }
@@ -346,18 +388,25 @@ class Bot:
         answer_message = await self.wait_for("publish_answer", timeout=timeout)
         answer = parse(answer_message["sdp"])
         for entry in answer_message["tracks"]:
-            for stream in self.streams.values():
-                if stream.info.mid == entry["mid"]:
-                    stream.track_id = entry["track_id"]
+            stream = self.streams.get(entry["mid"])
+            if stream is not None:
+                stream.track_id = entry["track_id"]
         for section in answer.media:
-            stream = next((s for s in self.streams.values() if s.info.mid == section.mid), None)
+            stream = self.streams.get(section.mid or "")
             if stream is not None:
                 stream.use_rtx = any(c.name.lower() == "rtx" for c in section.codecs)
         remote = read_remote_transport(answer)
         self.pub.start(remote, "server" if remote.setup == "active" else "client")
         await self._wait_connected(self.pub, timeout)
         self._spawn(self._send_loop(), "bot-send")
-        return {kind: stream.track_id or "" for kind, stream in self.streams.items()}
+        return {s.info.track_name: s.track_id or "" for s in self.streams.values()}
+
+    def stream(self, name: str) -> SendStream:
+        """The outgoing stream named "mic", "cam" or "screen"."""
+        for stream in self.streams.values():
+            if stream.info.track_name == name:
+                return stream
+        raise KeyError(name)
 
     async def _wait_connected(self, transport: PeerTransport, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -370,31 +419,37 @@ class Bot:
 
     async def _send_loop(self) -> None:
         start = time.monotonic()
-        audio_stream = self.streams.get("audio")
-        video_stream = self.streams.get("video")
+        streams = list(self.streams.values())
+        audio = [s for s in streams if s.audio is not None]
+        video = [s for s in streams if s.video is not None]
+        frame_ticks = 90000 // self._video_fps
         next_audio = next_video = start
         audio_n = video_n = 0
-        picture_id = secrets.randbits(15)
         while not self.closed:
             now = time.monotonic()
-            if audio_stream is not None and self._audio_source is not None and now >= next_audio:
-                payload = self._audio_source.next_frame()
-                ts = audio_stream.ts_base + audio_n * 960
-                self._send_media(audio_stream, [payload], ts, now)
+            if audio and now >= next_audio:
+                for stream in audio:
+                    payload = stream.audio.next_frame()  # type: ignore[union-attr]
+                    self._send_media(stream, [payload], stream.ts_base + audio_n * 960)
                 audio_n += 1
                 next_audio = start + audio_n * 0.02
-            if video_stream is not None and self._video_source is not None and now >= next_video:
-                frame, _key, _counter = self._video_source.next_frame()
-                ts = video_stream.ts_base + video_n * (90000 // self._video_fps)
-                if video_stream.info.codec == "vp8":
-                    payloads = vp8.packetize(frame, picture_id)
-                    picture_id = (picture_id + 1) & 0x7FFF
-                else:
-                    payloads = h264.packetize(frame)
-                self._send_media(video_stream, payloads, ts, now)
+            if video and now >= next_video:
+                for stream in video:
+                    frame, _key, counter = stream.video.next_frame()  # type: ignore[union-attr]
+                    ts = (stream.ts_base + video_n * frame_ticks) & 0xFFFFFFFF
+                    if stream.info.codec == "vp8":
+                        payloads = vp8.packetize(frame, stream.picture_id)
+                        stream.picture_id = (stream.picture_id + 1) & 0x7FFF
+                    else:
+                        payloads = h264.packetize(frame)
+                    stream.sent_counters[ts] = counter
+                    if len(stream.sent_counters) > 4096:
+                        del stream.sent_counters[next(iter(stream.sent_counters))]
+                    stream.frames_sent += 1
+                    self._send_media(stream, payloads, ts)
                 video_n += 1
                 next_video = start + video_n / self._video_fps
-            upcoming = min(next_audio if audio_stream else 1e18, next_video if video_stream else 1e18)
+            upcoming = min(next_audio if audio else 1e18, next_video if video else 1e18)
             behind_s = time.monotonic() - upcoming
             if behind_s > 1.0:
                 # The loop stalled for over a second: shift the schedule instead of
@@ -405,14 +460,19 @@ class Bot:
                 upcoming += behind_s
             await asyncio.sleep(max(0.0, upcoming - time.monotonic()))
 
-    def _send_media(self, stream: SendStream, payloads: list[bytes], ts: int, now: float) -> None:
+    def _send_media(self, stream: SendStream, payloads: list[bytes], ts: int) -> None:
         transport = self.pub
         if transport is None:
             return
         info = stream.info
         elements = [(BOT_EXT_IDS["urn:ietf:params:rtp-hdrext:sdes:mid"], info.mid.encode())]
         if info.kind == "video":
-            elements.append((BOT_EXT_IDS["http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"], abs_send_time(time.time())))
+            elements.append(
+                (
+                    BOT_EXT_IDS["http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"],
+                    abs_send_time(time.time()),
+                )
+            )
         ext = build_extension_block(elements)
         last = len(payloads) - 1
         for i, payload in enumerate(payloads):
@@ -453,12 +513,19 @@ class Bot:
                     for seq in item.lost:
                         stream.nacks += 1
                         self._retransmit(stream, seq)
-            elif isinstance(item, Pli | Fir):
-                self.keyframe_requests_received += 1
-                if self._video_source is not None:
-                    self._video_source.request_keyframe()
+            elif isinstance(item, Pli):
+                self._keyframe_request(item.media_ssrc)
+            elif isinstance(item, Fir):
+                for ssrc, _seq in item.entries:
+                    self._keyframe_request(ssrc)
             elif isinstance(item, Remb):
                 self.remb_received = item.bitrate_bps
+
+    def _keyframe_request(self, ssrc: int) -> None:
+        stream = self._by_ssrc_out.get(ssrc)
+        if stream is not None and stream.video is not None:
+            self.keyframe_requests_received += 1
+            stream.video.request_keyframe()
 
     def _retransmit(self, stream: SendStream, seq: int) -> None:
         packet = stream.history.get(seq)
@@ -496,7 +563,11 @@ class Bot:
         offer = parse(sdp)
         self._sub_version += 1
         answer, incoming = answer_server_offer(
-            offer, local, version=self._sub_version, session_id=self._sub_session, accept_rtx=self.accept_rtx
+            offer,
+            local,
+            version=self._sub_version,
+            session_id=self._sub_session,
+            accept_rtx=self.accept_rtx,
         )
         self._apply_incoming(incoming, tracks)
         await self.send({"type": "subscriber_answer", "sdp": serialize(answer)})
@@ -525,7 +596,11 @@ class Bot:
                     stats=ReceiveStats(48000 if stream.kind == "audio" else 90000),
                 )
                 if self.decode and stream.kind == "video" and stream.codec in ("vp8", "h264"):
-                    track.assembler = vp8.Vp8FrameAssembler() if stream.codec == "vp8" else h264.H264FrameAssembler()
+                    track.assembler = (
+                        vp8.Vp8FrameAssembler()
+                        if stream.codec == "vp8"
+                        else h264.H264FrameAssembler()
+                    )
                     track.decoder = VideoDecoder(stream.codec)
                 self.tracks[track_id] = track
             self._in_by_ssrc[stream.ssrc] = (track, False)
@@ -590,7 +665,9 @@ class Bot:
                 for track in self.tracks.values():
                     due = track.nack.due(now_ms, 50)
                     if due and track.ssrc is not None:
-                        self.sub.send_rtcp(pack_nack(self._rtcp_ssrc, track.ssrc, [s & 0xFFFF for s in due]))
+                        self.sub.send_rtcp(
+                            pack_nack(self._rtcp_ssrc, track.ssrc, [s & 0xFFFF for s in due])
+                        )
             if now < next_report:
                 continue
             next_report = now + 1.0
@@ -599,8 +676,12 @@ class Bot:
                 for stream in self.streams.values():
                     elapsed = now - (self.pub.connected_at or now)
                     rtp_ts = (stream.ts_base + int(elapsed * stream.clock_rate)) & 0xFFFFFFFF
-                    report = pack_sender_report(stream.info.ssrc, ntp, rtp_ts, stream.packets, stream.octets)
-                    self.pub.send_rtcp(report + pack_sdes_cname(stream.info.ssrc, stream.info.cname.encode()))
+                    report = pack_sender_report(
+                        stream.info.ssrc, ntp, rtp_ts, stream.packets, stream.octets
+                    )
+                    self.pub.send_rtcp(
+                        report + pack_sdes_cname(stream.info.ssrc, stream.info.cname.encode())
+                    )
             if self.sub is not None and self.sub.connected:
                 blocks = []
                 for track in self.tracks.values():
@@ -609,7 +690,9 @@ class Bot:
                 if blocks:
                     report = pack_receiver_report(self._rtcp_ssrc, blocks[:31])
                     if self.remb_bps is not None:
-                        report += pack_remb(self._rtcp_ssrc, self.remb_bps, [b.ssrc for b in blocks[:31]])
+                        report += pack_remb(
+                            self._rtcp_ssrc, self.remb_bps, [b.ssrc for b in blocks[:31]]
+                        )
                     self.sub.send_rtcp(report)
 
     # --- control -------------------------------------------------------------
@@ -623,7 +706,9 @@ class Bot:
     async def unsubscribe(self, track_ids: list[str]) -> None:
         await self.send({"type": "unsubscribe", "track_ids": track_ids})
 
-    async def wait_until(self, condition: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
+    async def wait_until(
+        self, condition: Callable[[], bool], timeout: float = 5.0, what: str = "condition"
+    ) -> None:
         deadline = time.monotonic() + timeout
         while not condition():
             if time.monotonic() > deadline:
@@ -653,7 +738,9 @@ class Bot:
             task.cancel()
         if self._ws is not None:
             # Abort the TCP connection without a WebSocket close frame.
-            transport = self._ws._response.connection.transport if self._ws._response.connection else None  # noqa: SLF001
+            transport = (
+                self._ws._response.connection.transport if self._ws._response.connection else None
+            )  # noqa: SLF001
             if transport is not None:
                 transport.abort()
         await self._close_transports()
@@ -688,8 +775,13 @@ class Bot:
         return {
             "participant_id": self.participant_id,
             "sent": {
-                kind: {"packets": s.packets, "dropped": s.dropped, "retransmitted": s.retransmitted, "nacks": s.nacks}
-                for kind, s in self.streams.items()
+                s.info.track_name: {
+                    "packets": s.packets,
+                    "dropped": s.dropped,
+                    "retransmitted": s.retransmitted,
+                    "nacks": s.nacks,
+                }
+                for s in self.streams.values()
             },
             "received": {
                 track_id: {

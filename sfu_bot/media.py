@@ -174,13 +174,18 @@ def draw_frame(index: int, width: int, height: int) -> np.ndarray:
     return out.reshape(height * 3 // 2, width)
 
 
+# 8-bit formats whose first plane is the luma (decoders output yuv420p).
+_LUMA_FIRST_FORMATS = frozenset(
+    ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21", "gray")
+)
+
+
 def _luma(frame: av.VideoFrame | np.ndarray) -> np.ndarray:
     if isinstance(frame, np.ndarray):
         if frame.ndim != 2:
             raise ValueError("expected a 2-D luma array")
         return frame
-    name = frame.format.name
-    if name.startswith(("yuv", "yuvj", "nv")) and not name.startswith("yuva"):
+    if frame.format.name in _LUMA_FIRST_FORMATS:
         plane = frame.planes[0]
         buf = np.frombuffer(plane, dtype=np.uint8)
         return buf.reshape(plane.height, plane.line_size)[:, : plane.width]

@@ -47,7 +47,9 @@ def build_publish_offer(
     session_id: int,
     signal_ssrcs: bool = True,
 ) -> SessionDescription:
-    offer = SessionDescription(origin=new_session_origin(version, session_id), msid_semantic=" WMS *")
+    offer = SessionDescription(
+        origin=new_session_origin(version, session_id), msid_semantic=" WMS *"
+    )
     for stream in streams:
         spec = find_spec(stream.codec)
         if spec is None:
@@ -69,7 +71,9 @@ def build_publish_offer(
                 Codec(spec.rtx_pt, "rtx", spec.clock_rate, None, f"apt={spec.default_pt}")
             )
         section.formats = [str(c.payload_type) for c in section.codecs]
-        uris = (EXT_MID, EXT_ABS_SEND_TIME) if stream.kind == "video" else (EXT_MID, EXT_AUDIO_LEVEL)
+        uris = (
+            (EXT_MID, EXT_ABS_SEND_TIME) if stream.kind == "video" else (EXT_MID, EXT_AUDIO_LEVEL)
+        )
         section.extmaps = [Extmap(BOT_EXT_IDS[u], u) for u in uris]
         section.msid = f"{stream.stream_id} {stream.track_name}"
         if signal_ssrcs:
@@ -125,7 +129,14 @@ def answer_server_offer(
             answer.media.append(section)
             continue
         section.codecs.append(
-            Codec(main.payload_type, main.name, main.clock_rate, main.channels, main.fmtp, list(main.rtcp_fb))
+            Codec(
+                main.payload_type,
+                main.name,
+                main.clock_rate,
+                main.channels,
+                main.fmtp,
+                list(main.rtcp_fb),
+            )
         )
         rtx = next(
             (

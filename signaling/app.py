@@ -75,7 +75,12 @@ async def rtc_handler(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, heartbeat=20.0)
     if not ws.can_prepare(request).ok:
         return web.json_response(
-            {"error": {"code": "bad_request", "message": "this endpoint needs a WebSocket upgrade"}},
+            {
+                "error": {
+                    "code": "bad_request",
+                    "message": "this endpoint needs a WebSocket upgrade",
+                }
+            },
             status=400,
         )
     await ws.prepare(request)

@@ -13,7 +13,15 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from signaling.auth import DEV_KEY, DEV_SECRET, Grants, KeyStore, KeyStoreError, issue_token, parse_duration
+from signaling.auth import (
+    DEV_KEY,
+    DEV_SECRET,
+    Grants,
+    KeyStore,
+    KeyStoreError,
+    issue_token,
+    parse_duration,
+)
 
 logger = logging.getLogger("sfu")
 
@@ -45,6 +53,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # aioice logs every connectivity check at INFO: useful when debugging ICE only.
+    logging.getLogger("aioice").setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         keys = _load_keys(args)
     except (KeyStoreError, OSError) as exc:
@@ -78,7 +88,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f", announced as {args.announce_ip}" if args.announce_ip else "",
     )
     app = create_app(config)
-    web.run_app(app, host=args.host, port=args.port, print=None, handle_signals=True, shutdown_timeout=5)
+    web.run_app(
+        app, host=args.host, port=args.port, print=None, handle_signals=True, shutdown_timeout=5
+    )
     return 0
 
 
@@ -86,16 +98,28 @@ def cmd_token(args: argparse.Namespace) -> int:
     if args.dev or not (args.key or os.environ.get("SFU_KEYS") or args.keys):
         key, secret = DEV_KEY, DEV_SECRET
     else:
-        store = KeyStore.from_file(args.keys) if args.keys else KeyStore.from_env(os.environ["SFU_KEYS"])
+        store = (
+            KeyStore.from_file(args.keys)
+            if args.keys
+            else KeyStore.from_env(os.environ["SFU_KEYS"])
+        )
         key = args.key or next(iter(store.keys()))
         secret = store.secret_for(key)
         if secret is None:
             print(f"sfu token: unknown API key {key!r}", file=sys.stderr)
             return 2
-    grants = Grants(publish=not args.no_publish, subscribe=not args.no_subscribe, data=True, admin=args.admin)
+    grants = Grants(
+        publish=not args.no_publish, subscribe=not args.no_subscribe, data=True, admin=args.admin
+    )
     print(
         issue_token(
-            key, secret, args.room, args.identity, name=args.name, ttl_s=parse_duration(args.ttl), grants=grants
+            key,
+            secret,
+            args.room,
+            args.identity,
+            name=args.name,
+            ttl_s=parse_duration(args.ttl),
+            grants=grants,
         )
     )
     return 0
@@ -105,16 +129,22 @@ def cmd_bot(args: argparse.Namespace) -> int:
     from sfu_bot.client import Bot
 
     logging.basicConfig(level=getattr(logging, args.log_level.upper()))
-    token = args.token or issue_token(DEV_KEY, DEV_SECRET, args.room, args.identity, name=args.identity)
+    token = args.token or issue_token(
+        DEV_KEY, DEV_SECRET, args.room, args.identity, name=args.identity
+    )
 
     async def run() -> None:
-        bot = Bot(args.url, token, rtc_hosts=tuple(args.rtc_host), name=args.identity, decode=args.decode)
+        bot = Bot(
+            args.url, token, rtc_hosts=tuple(args.rtc_host), name=args.identity, decode=args.decode
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         joined = await bot.connect()
-        print(json.dumps({"joined": joined["room"], "participant": joined["participant"]}), flush=True)
+        print(
+            json.dumps({"joined": joined["room"], "participant": joined["participant"]}), flush=True
+        )
         if args.mode == "publish":
             tracks = await bot.publish(
                 audio=not args.no_audio,
@@ -152,9 +182,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="address media binds and advertises (repeatable; default: every host address; "
         "loopback is only used when named here)",
     )
-    serve.add_argument("--announce-ip", help="advertise this address in candidates (NAT, containers)")
-    serve.add_argument("--stun", action="append", default=[], metavar="stun:HOST:PORT", help="STUN server (none by default)")
-    serve.add_argument("--dev", action="store_true", help="dev mode: API key devkey / secret devsecret")
+    serve.add_argument(
+        "--announce-ip", help="advertise this address in candidates (NAT, containers)"
+    )
+    serve.add_argument(
+        "--stun",
+        action="append",
+        default=[],
+        metavar="stun:HOST:PORT",
+        help="STUN server (none by default)",
+    )
+    serve.add_argument(
+        "--dev", action="store_true", help="dev mode: API key devkey / secret devsecret"
+    )
     serve.add_argument("--keys", metavar="FILE", help="API keys file: one 'key: secret' per line")
     serve.add_argument("--node-id", help="this node's id (default: random)")
     serve.add_argument("--max-participants", type=int, default=0, help="per room; 0 = no limit")
@@ -188,7 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     bot.add_argument("--bitrate", type=int, default=800_000)
     bot.add_argument("--no-audio", action="store_true")
     bot.add_argument("--no-video", action="store_true")
-    bot.add_argument("--decode", action="store_true", help="decode received video and read frame counters")
+    bot.add_argument(
+        "--decode", action="store_true", help="decode received video and read frame counters"
+    )
     bot.add_argument("--duration", type=float, default=0, help="seconds; 0 = until Ctrl-C")
     bot.add_argument("--log-level", default="warning")
     bot.set_defaults(func=cmd_bot)

@@ -112,7 +112,11 @@ class Participant:
             try:
                 answer = await asyncio.wait_for(self._answer, SUBSCRIBER_ANSWER_TIMEOUT_S)
             except TimeoutError:
-                logger.info("participant %s: no subscriber_answer in %.0f s", self.id, SUBSCRIBER_ANSWER_TIMEOUT_S)
+                logger.info(
+                    "participant %s: no subscriber_answer in %.0f s",
+                    self.id,
+                    SUBSCRIBER_ANSWER_TIMEOUT_S,
+                )
                 self.send(
                     m.error(
                         "bad_request",
@@ -147,7 +151,9 @@ class Participant:
         if side is None or side.transport.state == "new":
             pending = self._pending_candidates[target]
             if len(pending) >= MAX_PENDING_CANDIDATES:
-                raise ValueError(f"more than {MAX_PENDING_CANDIDATES} candidates before negotiation")
+                raise ValueError(
+                    f"more than {MAX_PENDING_CANDIDATES} candidates before negotiation"
+                )
             pending.append(candidate)
             return
         await side.transport.add_remote_candidate(candidate)
@@ -195,7 +201,9 @@ class Room:
 
 
 class RoomManager:
-    def __init__(self, engine: MediaEngine, node_id: str, max_participants_per_room: int = 0) -> None:
+    def __init__(
+        self, engine: MediaEngine, node_id: str, max_participants_per_room: int = 0
+    ) -> None:
         self.engine = engine
         self.node_id = node_id
         self.max_participants_per_room = max_participants_per_room
@@ -221,10 +229,15 @@ class RoomManager:
                 other.send(m.leave("duplicate_identity"))
                 other.close_session("duplicate_identity")
                 await self.leave(other)
-        if self.max_participants_per_room and len(room.participants) >= self.max_participants_per_room:
+        if (
+            self.max_participants_per_room
+            and len(room.participants) >= self.max_participants_per_room
+        ):
             if not room.participants:
                 self.rooms.pop(room_name, None)
-            raise RoomFull(f"room {room_name!r} is full ({self.max_participants_per_room} participants)")
+            raise RoomFull(
+                f"room {room_name!r} is full ({self.max_participants_per_room} participants)"
+            )
         participant_id = "PA_" + secrets.token_urlsafe(9)
         participant: Participant
 
@@ -265,6 +278,7 @@ class RoomManager:
         participant.left = True
         for track in list(participant.tracks.values()):
             self._drop_track(participant, track)
+            room.broadcast(m.track_unpublished(participant.id, track.id))
         room.broadcast(m.participant_left(participant.id))
         await participant.close()
         if not room.participants:
@@ -282,7 +296,9 @@ class RoomManager:
 
     def unpublish_track(self, participant: Participant, track: Track) -> None:
         self._drop_track(participant, track)
-        participant.room.broadcast(m.track_unpublished(participant.id, track.id), exclude=participant)
+        participant.room.broadcast(
+            m.track_unpublished(participant.id, track.id), exclude=participant
+        )
 
     def _drop_track(self, participant: Participant, track: Track) -> None:
         participant.tracks.pop(track.id, None)

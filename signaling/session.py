@@ -120,14 +120,20 @@ class Session:
             try:
                 msg = await self.ws.receive(timeout=IDLE_TIMEOUT_S)
             except TimeoutError:
-                self.send(m.error("bad_request", f"no message for {IDLE_TIMEOUT_S:.0f} s; send ping", None))
+                self.send(
+                    m.error(
+                        "bad_request", f"no message for {IDLE_TIMEOUT_S:.0f} s; send ping", None
+                    )
+                )
                 self.send(m.leave("idle_timeout"))
                 self.close("idle_timeout")
                 return
             if msg.type == WSMsgType.TEXT:
                 await self._handle_text(msg.data)
             elif msg.type == WSMsgType.BINARY:
-                self.send(m.error("bad_request", "binary frames are not supported; send JSON text", None))
+                self.send(
+                    m.error("bad_request", "binary frames are not supported; send JSON text", None)
+                )
             elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
                 return
             elif msg.type == WSMsgType.ERROR:
@@ -147,7 +153,9 @@ class Session:
             self.send(m.error_from(exc))
         except Exception:  # noqa: BLE001 - a bug must not take the room down
             logger.exception("session %s: %s handler failed", self._pid(), message.type)
-            self.send(m.error("internal", "internal error; the request was not applied", message.type))
+            self.send(
+                m.error("internal", "internal error; the request was not applied", message.type)
+            )
 
     # --- handlers ----------------------------------------------------------------
 
@@ -164,11 +172,15 @@ class Session:
         elif isinstance(message, m.Unpublish):
             track = participant.tracks.get(message.track_id)
             if track is None:
-                raise m.ProtocolError("not_found", f"you publish no track {message.track_id!r}", kind)
+                raise m.ProtocolError(
+                    "not_found", f"you publish no track {message.track_id!r}", kind
+                )
             manager.unpublish_track(participant, track)
         elif isinstance(message, m.SubscriberAnswer):
             if not participant.receive_subscriber_answer(message.sdp):
-                raise m.ProtocolError("bad_request", "no subscriber_offer is waiting for an answer", kind)
+                raise m.ProtocolError(
+                    "bad_request", "no subscriber_offer is waiting for an answer", kind
+                )
         elif isinstance(message, m.Subscribe | m.Unsubscribe):
             subscribe = isinstance(message, m.Subscribe)
             if subscribe and not participant.grants.subscribe:
@@ -196,7 +208,9 @@ class Session:
         elif isinstance(message, m.Mute):
             track = participant.tracks.get(message.track_id)
             if track is None:
-                raise m.ProtocolError("not_found", f"you publish no track {message.track_id!r}", kind)
+                raise m.ProtocolError(
+                    "not_found", f"you publish no track {message.track_id!r}", kind
+                )
             if track.muted != message.muted:
                 track.muted = message.muted
                 participant.room.broadcast(
@@ -223,7 +237,11 @@ class Session:
         try:
             result = await publisher.negotiate(message.sdp)
         except NegotiationError as exc:
-            code = "unsupported" if "codec" in str(exc) or "not supported" in str(exc) else "bad_request"
+            code = (
+                "unsupported"
+                if "codec" in str(exc) or "not supported" in str(exc)
+                else "bad_request"
+            )
             raise m.ProtocolError(code, str(exc), kind) from None
         meta = {t.mid: t for t in message.tracks}
         for receiver in result.removed:

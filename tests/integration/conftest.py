@@ -27,7 +27,9 @@ class Node:
         self.config = config
 
     def token(self, room: str, identity: str, **grants: bool) -> str:
-        return issue_token(DEV_KEY, DEV_SECRET, room, identity, name=identity, grants=Grants(**grants))
+        return issue_token(
+            DEV_KEY, DEV_SECRET, room, identity, name=identity, grants=Grants(**grants)
+        )
 
 
 @pytest.fixture
@@ -54,7 +56,9 @@ BotFactory = Callable[..., Awaitable[Bot]]
 async def make_bot(node: Node) -> AsyncIterator[BotFactory]:
     bots: list[Bot] = []
 
-    async def make(identity: str, room: str = "room1", connect: bool = True, **kwargs: object) -> Bot:
+    async def make(
+        identity: str, room: str = "room1", connect: bool = True, **kwargs: object
+    ) -> Bot:
         grants = {k: kwargs.pop(k) for k in ("publish", "subscribe") if k in kwargs}
         bot = Bot(node.url, node.token(room, identity, **grants), name=identity, **kwargs)  # type: ignore[arg-type]
         bots.append(bot)
