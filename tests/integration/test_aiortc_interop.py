@@ -315,7 +315,6 @@ async def test_aiortc_h264_publisher_to_aiortc_subscriber(node: Node) -> None:
         )
         assert any("H264/90000" in line for line in answer_video), "\n".join(answer_video)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
-        assert video.sender._codec is not None and video.sender._codec.mimeType == "video/H264"  # noqa: SLF001
 
         elapsed = await _wait_media(call, "H.264")
         r = call.received
