@@ -44,7 +44,8 @@ async def main() -> None:
                 "no video decoded: is the server running with --dev --rtc-host 127.0.0.1?"
             )
         print(
-            f"subscriber decoded {video[0].frames_decoded} frames; last counter {video[0].counters[-1:]} "
+            f"subscriber decoded {video[0].frames_decoded} frames, "
+            f"last frame counter read back: {video[0].counters[-1:]}"
         )
     finally:
         await subscriber.leave()

@@ -161,6 +161,7 @@ class Bot:
         send_nacks: bool = True,
         remb_bps: int | None = None,
         accept_rtx: bool = True,
+        drop_incoming_every: int = 0,
         name: str = "bot",
     ) -> None:
         self.url = url
@@ -172,6 +173,11 @@ class Bot:
         self.send_nacks = send_nacks
         self.remb_bps = remb_bps
         self.accept_rtx = accept_rtx
+        #: Simulated loss on the subscriber leg: discard every Nth video packet
+        #: (first transmissions only), so repairs must come from the server's cache.
+        self.drop_incoming_every = drop_incoming_every
+        self.dropped_incoming = 0
+        self._incoming_video = 0
         self._transport_config = TransportConfig(host_addresses=rtc_hosts)
         self._certificate = aiortc_adapter.generate_certificate()
         self._http: aiohttp.ClientSession | None = None
@@ -618,6 +624,11 @@ class Bot:
             self.unknown_packets += 1
             return
         track, rtx = entry
+        if self.drop_incoming_every and track.kind == "video" and not rtx:
+            self._incoming_video += 1
+            if self._incoming_video % self.drop_incoming_every == 0:
+                self.dropped_incoming += 1
+                return
         start, end = header.payload_start, header.payload_end
         seq = header.seq
         if rtx:

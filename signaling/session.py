@@ -44,7 +44,7 @@ class Session:
         self.participant: Participant | None = None
         self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(OUTBOX_LIMIT)
         self._closing: str | None = None
-        self._reader: asyncio.Task[None] | None = None
+        self._abort: asyncio.Task[bool] | None = None
 
     # --- sending -----------------------------------------------------------------
 
@@ -62,10 +62,13 @@ class Session:
         if self._closing is not None:
             return
         self._closing = reason
-        with contextlib.suppress(asyncio.QueueFull):
+        try:
+            # The writer drains what is queued, then closes the socket, which ends
+            # the read loop.
             self._outbox.put_nowait(None)
-        if self._reader is not None and not self._reader.done():
-            self._reader.cancel()
+        except asyncio.QueueFull:
+            # The client does not read what we send: close now, dropping the backlog.
+            self._abort = asyncio.get_running_loop().create_task(self.ws.close())
 
     def _pid(self) -> str:
         return self.participant.id if self.participant is not None else "-"
@@ -102,9 +105,7 @@ class Session:
                 self.send(m.leave("room_full"))
                 self.close("room_full")
                 return
-            self._reader = asyncio.current_task()  # type: ignore[assignment]
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._read_loop()
+            await self._read_loop()
         finally:
             if self.participant is not None:
                 with contextlib.suppress(Exception):

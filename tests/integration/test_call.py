@@ -104,6 +104,24 @@ async def test_publisher_leg_loss_is_repaired_by_nack(make_bot: BotFactory) -> N
     assert gaps == [], f"{len(gaps)} packets never repaired"
 
 
+async def test_subscriber_leg_loss_is_repaired_from_the_server_cache(make_bot: BotFactory) -> None:
+    publisher = await make_bot("pub")
+    subscriber = await make_bot("sub", drop_incoming_every=25)
+    await publisher.publish(audio=False)
+    await subscriber.wait_until(
+        lambda: _tracks_flowing(subscriber, 1, 400), 20, "400 video packets"
+    )
+    await asyncio.sleep(0.3)
+    track = next(iter(subscriber.tracks.values()))
+    assert subscriber.dropped_incoming >= 15
+    # Repairs came as RTX (RFC 4588) from the server, not from the publisher.
+    assert track.rtx_packets >= subscriber.dropped_incoming * 0.9
+    assert publisher.stream("cam").nacks == 0
+    recent = sorted(track.seqs)[:-20]
+    gaps = [s for s in range(recent[0], recent[-1] + 1) if s not in track.seqs]
+    assert gaps == [], f"{len(gaps)} packets never repaired"
+
+
 async def test_decoding_subscriber_reads_the_published_pictures(make_bot: BotFactory) -> None:
     publisher = await make_bot("pub")
     subscriber = await make_bot("sub", decode=True)
