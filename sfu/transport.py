@@ -52,6 +52,15 @@ class CandidateError(ValueError):
     """A remote candidate cannot be used; the message says why."""
 
 
+def check_candidate(candidate: str) -> None:
+    """Raise CandidateError when a candidate line does not parse; used to refuse a
+    bad candidate when it arrives, even before its transport exists."""
+    try:
+        aiortc_adapter.parse_candidate(candidate)
+    except (ValueError, IndexError) as exc:
+        raise CandidateError(f"candidate does not parse: {exc}") from None
+
+
 class PeerTransport:
     def __init__(
         self,

@@ -18,6 +18,7 @@ from typing import Any
 from sfu.engine import MediaEngine, Peer
 from sfu.negotiate import NegotiationError
 from sfu.receiver import Receiver
+from sfu.transport import check_candidate
 from signaling import messages as m
 from signaling.auth import Grants
 
@@ -147,6 +148,8 @@ class Participant:
     # --- candidates ------------------------------------------------------------
 
     async def add_candidate(self, target: str, candidate: str | None) -> None:
+        if candidate:
+            check_candidate(candidate)  # refuse a bad one now, not silently later
         side = self.peer.publisher if target == "publisher" else self.peer.subscriber
         if side is None or side.transport.state == "new":
             pending = self._pending_candidates[target]

@@ -57,7 +57,9 @@ class Signaling:
     async def connect(cls, node: Node, identity: str) -> Signaling:
         http = aiohttp.ClientSession()
         try:
-            ws = await http.ws_connect(f"{node.url}/v1/rtc?access_token={node.token(ROOM, identity)}")
+            ws = await http.ws_connect(
+                f"{node.url}/v1/rtc?access_token={node.token(ROOM, identity)}"
+            )
         except BaseException:
             await http.close()
             raise
@@ -82,8 +84,8 @@ class Signaling:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise AssertionError(
-                    f"no {type_!r} within {timeout} s; got {[m.get('type') for m in self.messages]}, "
-                    f"errors {self.errors}"
+                    f"no {type_!r} within {timeout} s; "
+                    f"got {[m.get('type') for m in self.messages]}, errors {self.errors}"
                 )
             data = await self.recv(remaining)
             if data["type"] == type_:
@@ -104,16 +106,18 @@ class Received:
     sizes: set[tuple[int, int]] = field(default_factory=set)
     formats: set[str] = field(default_factory=set)
     kinds: list[str] = field(default_factory=list)
-    first_video_at: float | None = None
+    #: mean (R, G, B) of the first decoded picture
+    first_rgb_mean: tuple[float, float, float] | None = None
+    min_audio: int = 1
     error: BaseException | None = None
     enough: asyncio.Event = field(default_factory=asyncio.Event)
 
     def check(self) -> None:
-        if self.video_frames >= MIN_FRAMES and self.audio_frames >= 1:
+        if self.video_frames >= MIN_FRAMES and self.audio_frames >= self.min_audio:
             self.enough.set()
 
 
-async def _consume(track: Any, received: Received, want_audio: bool) -> None:
+async def _consume(track: Any, received: Received) -> None:
     try:
         while True:
             frame = await track.recv()
@@ -121,13 +125,12 @@ async def _consume(track: Any, received: Received, want_audio: bool) -> None:
                 assert isinstance(frame, av.VideoFrame), f"video track yielded {type(frame)}"
                 received.video_frames += 1
                 received.sizes.add((frame.width, frame.height))
-                if received.first_video_at is None:
-                    received.first_video_at = time.monotonic()
+                if received.first_rgb_mean is None:
+                    rgb = frame.to_ndarray(format="rgb24").reshape(-1, 3).mean(axis=0)
+                    received.first_rgb_mean = (float(rgb[0]), float(rgb[1]), float(rgb[2]))
             else:
                 assert isinstance(frame, av.AudioFrame), f"audio track yielded {type(frame)}"
                 received.audio_frames += 1
-            if not want_audio:
-                received.audio_frames = max(received.audio_frames, 1)
             received.check()
     except MediaStreamError:
         pass
@@ -143,7 +146,7 @@ async def _run_subscriber(sig: Signaling, pc: RTCPeerConnection, answered: list[
     while True:
         try:
             msg = await sig.recv(timeout=60)
-        except (AssertionError, asyncio.TimeoutError):
+        except (TimeoutError, AssertionError):
             return
         if msg["type"] == "subscriber_offer":
             await pc.setRemoteDescription(RTCSessionDescription(sdp=msg["sdp"], type="offer"))
@@ -169,7 +172,7 @@ class Call:
 
 @contextlib.asynccontextmanager
 async def _call(node: Node, want_audio: bool) -> AsyncIterator[Call]:
-    received = Received()
+    received = Received(min_audio=1 if want_audio else 0)
     pub_pc, sub_pc = _new_pc(), _new_pc()
     pub_sig: Signaling | None = None
     sub_sig: Signaling | None = None
@@ -183,10 +186,12 @@ async def _call(node: Node, want_audio: bool) -> AsyncIterator[Call]:
         @sub_pc.on("track")
         def on_track(track: Any) -> None:
             received.kinds.append(track.kind)
-            tasks.append(asyncio.ensure_future(_consume(track, received, want_audio)))
+            tasks.append(asyncio.ensure_future(_consume(track, received)))
 
         call = Call(pub_sig, sub_sig, pub_pc, sub_pc, received, tasks=tasks)
-        tasks.append(asyncio.ensure_future(_run_subscriber(sub_sig, sub_pc, call.subscriber_offers)))
+        tasks.append(
+            asyncio.ensure_future(_run_subscriber(sub_sig, sub_pc, call.subscriber_offers))
+        )
         yield call
     finally:
         for task in tasks:
@@ -202,35 +207,37 @@ async def _call(node: Node, want_audio: bool) -> AsyncIterator[Call]:
                 await sig.close()
 
 
-async def _publish(call: Call, tracks: list[dict[str, Any]]) -> None:
-    pc = call.pub_pc
-    await pc.setLocalDescription(await pc.createOffer())
-    call.offer_sdp = pc.localDescription.sdp
-    await call.pub_sig.send({"type": "publish", "sdp": call.offer_sdp, "tracks": tracks})
-    answer = await call.pub_sig.wait_for("publish_answer")
-    call.publish_answer = answer
-    call.answer_sdp = answer["sdp"]
-    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
-
-
 async def _wait_media(call: Call, what: str) -> float:
     start = time.monotonic()
     try:
         await asyncio.wait_for(call.received.enough.wait(), MEDIA_TIMEOUT_S)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     r = call.received
     if r.error is not None:
         raise AssertionError(f"{what}: subscriber track failed: {r.error!r}") from r.error
-    assert r.video_frames >= MIN_FRAMES and r.audio_frames >= 1, (
+    assert r.video_frames >= MIN_FRAMES and r.audio_frames >= r.min_audio, (
         f"{what}: subscriber decoded {r.video_frames} video / {r.audio_frames} audio frames in "
-        f"{MEDIA_TIMEOUT_S} s (want >= {MIN_FRAMES} video, >= 1 audio); remote tracks {r.kinds}; "
+        f"{MEDIA_TIMEOUT_S} s (want >= {MIN_FRAMES} video, >= {r.min_audio} audio); "
+        f"remote tracks {r.kinds}; "
         f"pub ICE {call.pub_pc.iceConnectionState}/{call.pub_pc.connectionState}, "
         f"sub ICE {call.sub_pc.iceConnectionState}/{call.sub_pc.connectionState}; "
         f"subscriber_offers answered {len(call.subscriber_offers)}; "
         f"errors pub {call.pub_sig.errors} sub {call.sub_sig.errors}\n"
         f"--- publish offer ---\n{call.offer_sdp}\n--- publish_answer ---\n{call.answer_sdp}\n"
-        f"--- last subscriber_offer ---\n{call.subscriber_offers[-1] if call.subscriber_offers else None}"
+        f"--- last subscriber_offer ---\n{call.subscriber_offers[-1:]}"
+    )
+    assert not call.pub_sig.errors and not call.sub_sig.errors, (
+        f"{what}: server errors: pub {call.pub_sig.errors} sub {call.sub_sig.errors}"
+    )
+    assert r.sizes == {(WIDTH, HEIGHT)}, (
+        f"{what}: decoded sizes {r.sizes}, the publisher sends {WIDTH}x{HEIGHT}"
+    )
+    # aiortc's VideoStreamTrack sends an all-zero YUV picture, which is green in RGB.
+    assert r.first_rgb_mean is not None
+    red, green, blue = r.first_rgb_mean
+    assert green > 100 and red < 40 and blue < 40, (
+        f"{what}: first decoded picture is not green: mean RGB {r.first_rgb_mean}"
     )
     return time.monotonic() - start
 
@@ -268,16 +275,23 @@ async def test_aiortc_publisher_to_aiortc_subscriber_vp8_and_opus(node: Node) ->
 
         published = {t["mid"] for t in answer["tracks"]}
         assert published == {video.mid, audio.mid}, (
-            f"publish_answer accepted mids {published}, want {{{video.mid}, {audio.mid}}}:\n{answer['sdp']}"
+            f"publish_answer accepted mids {published}, "
+            f"want {{{video.mid}, {audio.mid}}}:\n{answer['sdp']}"
         )
         elapsed = await _wait_media(call, "VP8+Opus")
         r = call.received
-        assert r.sizes == {(WIDTH, HEIGHT)}, f"decoded sizes {r.sizes}, publisher sends {WIDTH}x{HEIGHT}"
         assert sorted(r.kinds) == ["audio", "video"]
         # The subscriber offer carries the codec the publisher negotiated.
-        video_mid = next(m for m, tid in _last_offer_tracks(call).items() if _kind_of(call, tid) == "video")
-        assert any("VP8/90000" in line for line in _sdp_lines(call.subscriber_offers[-1], video_mid))
-        print(f"\nVP8+Opus: {r.video_frames} video / {r.audio_frames} audio frames, media wait {elapsed:.2f} s")
+        video_mid = next(
+            m for m, tid in _last_offer_tracks(call).items() if _kind_of(call, tid) == "video"
+        )
+        assert any(
+            "VP8/90000" in line for line in _sdp_lines(call.subscriber_offers[-1], video_mid)
+        )
+        print(
+            f"\nVP8+Opus: {r.video_frames} video / {r.audio_frames} audio frames, "
+            f"first RGB {r.first_rgb_mean}, media wait {elapsed:.2f} s"
+        )
 
 
 def _last_offer_tracks(call: Call) -> dict[str, str]:
@@ -296,7 +310,9 @@ async def test_aiortc_h264_publisher_to_aiortc_subscriber(node: Node) -> None:
     async with _call(node, want_audio=False) as call:
         pc = call.pub_pc
         video = pc.addTransceiver(VideoStreamTrack(), direction="sendonly")
-        h264 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/H264"]
+        h264 = [
+            c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/H264"
+        ]
         assert h264, "aiortc offers no H.264"
         video.setCodecPreferences(h264)
         await pc.setLocalDescription(await pc.createOffer())
@@ -305,22 +321,42 @@ async def test_aiortc_h264_publisher_to_aiortc_subscriber(node: Node) -> None:
         fmtp = [line for line in offer_video if line.startswith("a=fmtp:")]
         print("\naiortc H.264 offer fmtp lines:\n  " + "\n  ".join(fmtp))
         await call.pub_sig.send(
-            {"type": "publish", "sdp": call.offer_sdp, "tracks": [{"mid": video.mid, "source": "camera"}]}
+            {
+                "type": "publish",
+                "sdp": call.offer_sdp,
+                "tracks": [{"mid": video.mid, "source": "camera"}],
+            }
         )
         answer = await call.pub_sig.wait_for("publish_answer")
         call.publish_answer, call.answer_sdp = answer, answer["sdp"]
         answer_video = _sdp_lines(answer["sdp"], video.mid)
         assert [t["mid"] for t in answer["tracks"]] == [video.mid], (
-            f"server did not accept the H.264-only m-section; offer:\n{call.offer_sdp}\nanswer:\n{answer['sdp']}"
+            "server did not accept the H.264-only m-section; "
+            f"offer:\n{call.offer_sdp}\nanswer:\n{answer['sdp']}"
         )
         assert any("H264/90000" in line for line in answer_video), "\n".join(answer_video)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
 
         elapsed = await _wait_media(call, "H.264")
         r = call.received
-        assert r.sizes == {(WIDTH, HEIGHT)}, f"decoded sizes {r.sizes}, publisher sends {WIDTH}x{HEIGHT}"
         video_mid = next(iter(_last_offer_tracks(call)))
         sub_video = _sdp_lines(call.subscriber_offers[-1], video_mid)
         assert any("H264/90000" in line for line in sub_video), "\n".join(sub_video)
-        print(f"H.264: {r.video_frames} video frames, media wait {elapsed:.2f} s")
-        print("publish_answer H.264 lines:\n  " + "\n  ".join(l for l in answer_video if "fmtp" in l or "rtpmap" in l))
+        assert any(
+            "packetization-mode=1" in line for line in sub_video if line.startswith("a=fmtp:")
+        ), (
+            "subscriber_offer lost packetization-mode=1, which aiortc's H.264 packetizer "
+            "(FU-A/STAP-A) needs:\n" + "\n".join(sub_video)
+        )
+        print(
+            f"H.264: {r.video_frames} video frames, first RGB {r.first_rgb_mean}, "
+            f"media wait {elapsed:.2f} s"
+        )
+        print(
+            "publish_answer H.264 lines:\n  "
+            + "\n  ".join(x for x in answer_video if "fmtp" in x or "rtpmap" in x)
+        )
+        print(
+            "subscriber_offer H.264 lines:\n  "
+            + "\n  ".join(x for x in sub_video if "fmtp" in x or "rtpmap" in x)
+        )
