@@ -34,6 +34,7 @@ from sfu.core.rtcp import (
     Remb,
     ReportBlock,
     RtcpError,
+    SenderReport,
     ntp_from_unix,
     pack_nack,
     pack_receiver_report,
@@ -139,6 +140,9 @@ class RecvTrack:
     assembler: Any = None
     decoder: VideoDecoder | None = None
     last_ssrc: int | None = None
+    last_timestamp: int | None = None
+    #: (ntp_timestamp, rtp_timestamp) of the sender reports received for this track
+    sender_reports: list[tuple[int, int]] = field(default_factory=list)
 
     def missing(self) -> list[int]:
         """Sequence numbers (extended) absent between the first and the last received."""
@@ -562,7 +566,7 @@ class Bot:
                 controlling=False,
                 name=f"{self.name}/sub",
                 on_rtp=self._on_sub_rtp,
-                on_rtcp=lambda data: None,
+                on_rtcp=self._on_sub_rtcp,
                 on_state=lambda state: None,
             )
         local = await self.sub.prepare()
@@ -638,6 +642,7 @@ class Bot:
             start += 2
             track.rtx_packets += 1
         payload = packet[start:end]
+        track.last_timestamp = header.timestamp
         ext_seq = track.unwrap.unwrap(seq)
         if ext_seq in track.seqs:
             return
@@ -663,6 +668,17 @@ class Bot:
                     if counter is not None:
                         track.counters.append(counter)
                 track.decode_errors = track.decoder.errors  # type: ignore[union-attr]
+
+    def _on_sub_rtcp(self, data: bytes) -> None:
+        try:
+            packets = parse_compound(data)
+        except RtcpError:
+            return
+        for item in packets:
+            if isinstance(item, SenderReport):
+                entry = self._in_by_ssrc.get(item.ssrc)
+                if entry is not None and len(entry[0].sender_reports) < 1000:
+                    entry[0].sender_reports.append((item.ntp_timestamp, item.rtp_timestamp))
 
     # --- RTCP timer ----------------------------------------------------------
 

@@ -26,6 +26,18 @@ async def test_two_participants_exchange_audio_and_video(make_bot: BotFactory) -
         assert kinds == ["audio", "video"]
         for track in me.tracks.values():
             assert track.missing() == [], f"{me.name} {track.kind} lost {track.missing()[:10]}"
+    # RTCP: publishers get REMB; subscribers get sender reports whose RTP time is
+    # translated into the subscriber's timestamp space (lip sync), i.e. close to
+    # the timestamps of the packets they receive, not the publisher's random base.
+    await alice.wait_until(
+        lambda: all(t.sender_reports for t in alice.tracks.values()), 5, "sender reports"
+    )
+    assert alice.remb_received is not None and alice.remb_received >= 100_000
+    for track in alice.tracks.values():
+        _ntp, sr_rtp = track.sender_reports[-1]
+        clock = 48000 if track.kind == "audio" else 90000
+        distance = abs(((sr_rtp - track.last_timestamp + 2**31) % 2**32) - 2**31)
+        assert distance < 3 * clock, f"{track.kind} SR rtp time is {distance / clock:.1f} s off"
 
 
 async def test_five_participants_everyone_receives_everyone(make_bot: BotFactory) -> None:
