@@ -26,7 +26,8 @@ logger = logging.getLogger(__name__)
 
 OUTBOX_LIMIT = 512
 IDLE_TIMEOUT_S = 60.0  # clients ping every ~10 s; a silent socket is dead
-MAX_FRAME_BYTES = 512 * 1024
+# Larger frames than the parser accepts are refused by aiohttp before parsing.
+MAX_FRAME_BYTES = m.DEFAULT_MAX_SDP_BYTES + m.FRAME_OVERHEAD_BYTES
 
 
 class Session:
