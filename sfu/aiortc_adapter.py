@@ -252,8 +252,3 @@ def candidate_to_sdp(candidate: aioice.Candidate, announce_ip: str | None = None
             type=candidate.type,
         )
     return candidate.to_sdp()
-
-
-def default_host_addresses() -> list[str]:
-    """The addresses aioice would use on its own (no loopback)."""
-    return aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True)

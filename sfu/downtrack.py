@@ -22,6 +22,7 @@ from sfu.core.rtp import (
     EXT_MID,
     EXT_VIDEO_ORIENTATION,
     RtpError,
+    abs_send_time,
     build_extension_block,
     parse_header,
 )
@@ -63,7 +64,10 @@ class DownTrack:
         self.use_rtx = False
         self._send = send_rtp
         self._mid_value = mid.encode()
-        self._ext_ids: dict[str, int] = {}
+        self._mid_element: tuple[int, bytes] | None = None
+        self._send_time_id = 0
+        self._level_id = 0
+        self._orientation_id = 0
         self.munger = RtpMunger(seq_start, ts_start)
         self._source: int | None = None
         self._last_src_ts = 0
@@ -97,11 +101,12 @@ class DownTrack:
 
     def configure(self, extension_ids: dict[str, int], use_rtx: bool) -> None:
         """Apply what the subscriber's answer accepted."""
-        self._ext_ids = {
-            uri: ext_id
-            for uri, ext_id in extension_ids.items()
-            if uri in (EXT_MID, EXT_ABS_SEND_TIME, EXT_AUDIO_LEVEL, EXT_VIDEO_ORIENTATION)
-        }
+        # Resolved once here, not per packet: 0 means "not negotiated".
+        mid_id = extension_ids.get(EXT_MID, 0)
+        self._mid_element = (mid_id, self._mid_value) if mid_id else None
+        self._send_time_id = extension_ids.get(EXT_ABS_SEND_TIME, 0)
+        self._level_id = extension_ids.get(EXT_AUDIO_LEVEL, 0)
+        self._orientation_id = extension_ids.get(EXT_VIDEO_ORIENTATION, 0)
         self.use_rtx = use_rtx and self.rtx_ssrc is not None and self.rtx_payload_type is not None
 
     @property
@@ -158,6 +163,22 @@ class DownTrack:
             if self.first_packet_at is None:
                 self.first_packet_at = time.monotonic()
 
+    def _extension_block(
+        self, level: bytes | None, orientation: bytes | None, send_time: bytes
+    ) -> bytes:
+        """The subscriber's extension block: our MID and send time, and the
+        publisher's audio level / video orientation under the subscriber's ids."""
+        elements: list[tuple[int, bytes]] = []
+        if self._mid_element is not None:
+            elements.append(self._mid_element)
+        if self._send_time_id:
+            elements.append((self._send_time_id, send_time))
+        if level is not None and self._level_id:
+            elements.append((self._level_id, level))
+        if orientation is not None and self._orientation_id:
+            elements.append((self._orientation_id, orientation))
+        return build_extension_block(elements) if elements else b""
+
     def _rewrite(
         self,
         packet: bytes,
@@ -168,23 +189,7 @@ class DownTrack:
         orientation: bytes | None,
         send_time: bytes,
     ) -> bytes:
-        ids = self._ext_ids
-        elements: list[tuple[int, bytes]] = []
-        mid_id = ids.get(EXT_MID)
-        if mid_id:
-            elements.append((mid_id, self._mid_value))
-        ast_id = ids.get(EXT_ABS_SEND_TIME)
-        if ast_id:
-            elements.append((ast_id, send_time))
-        if level is not None:
-            level_id = ids.get(EXT_AUDIO_LEVEL)
-            if level_id:
-                elements.append((level_id, level))
-        if orientation is not None:
-            orientation_id = ids.get(EXT_VIDEO_ORIENTATION)
-            if orientation_id:
-                elements.append((orientation_id, orientation))
-        ext_block = build_extension_block(elements) if elements else b""
+        ext_block = self._extension_block(level, orientation, send_time)
         first = 0x80 | (0x20 if header.padding else 0) | (0x10 if ext_block else 0)
         head = _HEADER.pack(
             first,
@@ -196,12 +201,36 @@ class DownTrack:
         # Payload and any padding are copied unchanged: the server never touches media.
         return b"".join((head, ext_block, memoryview(packet)[header.payload_start :]))
 
+    def _rtx(
+        self, packet: bytes, header: RtpHeader, out_seq: int, out_ts: int, send_time: bytes
+    ) -> bytes:
+        """RFC 4588 §4: the original sequence number, then the original payload, on
+        the RTX SSRC with its own sequence; the original padding is not carried."""
+        self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
+        ext_block = self._extension_block(None, None, send_time)
+        head = _HEADER.pack(
+            0x80 | (0x10 if ext_block else 0),
+            (0x80 if header.marker else 0) | (self.rtx_payload_type or 0),
+            self._rtx_seq,
+            out_ts,
+            self.rtx_ssrc or 0,
+        )
+        return b"".join(
+            (
+                head,
+                ext_block,
+                _OSN.pack(out_seq),
+                memoryview(packet)[header.payload_start : header.payload_end],
+            )
+        )
+
     # --- RTCP from the subscriber --------------------------------------------
 
     def on_nack(self, lost: list[int], now_s: float) -> None:
         """Retransmit what the subscriber lost, from the Receiver's cache (RFC 4585
         §6.2.1), as RTX (RFC 4588) when the subscriber negotiated it."""
         receiver = self.receiver
+        send_time = abs_send_time(time.time())
         for out_seq in lost:
             self.nacks_received += 1
             found = self.munger.source_of(out_seq)
@@ -226,28 +255,14 @@ class DownTrack:
             if translated is None or translated[0] != out_seq:
                 self.nack_misses += 1
                 continue
-            out = self._rewrite(packet, header, out_seq, translated[1], None, None, b"\x00\x00\x00")
             if self.use_rtx:
-                out = self._wrap_rtx(out, header, out_seq)
+                out = self._rtx(packet, header, out_seq, translated[1], send_time)
+            else:
+                out = self._rewrite(packet, header, out_seq, translated[1], None, None, send_time)
             if self._send(out):
                 self.retransmitted += 1
                 self._resent_seq[slot] = out_seq
                 self._resent_at[slot] = now_s
-
-    def _wrap_rtx(self, out: bytes, header: RtpHeader, out_seq: int) -> bytes:
-        rewritten = parse_header(out)
-        self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
-        head = _HEADER.pack(
-            out[0] & ~0x20,  # RTX packet: the original padding is not carried
-            (out[1] & 0x80) | (self.rtx_payload_type or 0),
-            self._rtx_seq,
-            rewritten.timestamp,
-            self.rtx_ssrc or 0,
-        )
-        ext = out[12 : rewritten.payload_start]
-        return b"".join(
-            (head, ext, _OSN.pack(out_seq), out[rewritten.payload_start : rewritten.payload_end])
-        )
 
     def on_keyframe_request(self, now_ms: int) -> None:
         self.keyframe_requests += 1

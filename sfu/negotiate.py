@@ -53,6 +53,11 @@ class NegotiationError(ValueError):
     """The remote description cannot be used; the message says why, for a person."""
 
 
+class UnsupportedMedia(NegotiationError):
+    """The description is valid but asks for something the server does not do
+    (a codec it cannot forward, an ICE restart, a codec change)."""
+
+
 @dataclass(slots=True)
 class LocalTransport:
     """What our side of one transport puts in every m-section it writes."""
@@ -239,7 +244,7 @@ def answer_publish(
         chosen = _choose_codec(media, allowed)
         if chosen is None:
             offered = ", ".join(sorted({c.name for c in media.codecs if c.name.lower() != "rtx"}))
-            raise NegotiationError(
+            raise UnsupportedMedia(
                 f"{label}: no codec we can forward (offered: {offered or 'none'}; "
                 f"supported {media.kind} codecs: {', '.join(allowed)}"
                 + ("; H264 needs packetization-mode=1" if media.kind == "video" else "")
@@ -330,7 +335,7 @@ def subscriber_codec(publisher_codec: Codec) -> tuple[Codec, int | None]:
     canonical payload type (the downtrack rewrites PT per packet)."""
     spec = find_spec(publisher_codec.name)
     if spec is None:
-        raise NegotiationError(f"codec {publisher_codec.name} cannot be forwarded")
+        raise UnsupportedMedia(f"codec {publisher_codec.name} cannot be forwarded")
     feedback = list(VIDEO_FEEDBACK if spec.kind == "video" else AUDIO_FEEDBACK)
     codec = Codec(
         spec.default_pt,

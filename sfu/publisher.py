@@ -17,7 +17,7 @@ from sfu.core.demux import Demuxer
 from sfu.core.rate import LossBasedRate
 from sfu.core.rtcp import RtcpError, SenderReport, pack_receiver_report, pack_remb, parse_compound
 from sfu.core.rtp import EXT_MID, RtpError, find_extension, parse_header
-from sfu.negotiate import AcceptedMedia, NegotiationError, answer_publish
+from sfu.negotiate import AcceptedMedia, NegotiationError, UnsupportedMedia, answer_publish
 from sfu.receiver import Receiver
 from sfu.sdp import SdpError, SessionDescription, parse, serialize
 from sfu.transport import PeerTransport, TransportConfig
@@ -101,7 +101,7 @@ class Publisher:
             version=self._version,
         )
         if self._remote_ufrag is not None and result.remote.ice_ufrag != self._remote_ufrag:
-            raise NegotiationError("ICE restart is not supported: reconnect instead")
+            raise UnsupportedMedia("ICE restart is not supported: reconnect instead")
         accepted_mids = {m.mid for m in result.accepted}
         if len(accepted_mids) > self.limits.max_tracks_per_publisher:
             raise NegotiationError(
@@ -120,7 +120,7 @@ class Publisher:
             existing = self.receivers.get(media.mid)
             if existing is not None:
                 if existing.payload_type != media.codec.payload_type:
-                    raise NegotiationError(
+                    raise UnsupportedMedia(
                         f"mid {media.mid}: changing the codec of a published track is not supported"
                     )
                 continue

@@ -92,7 +92,6 @@ class Receiver:
         self.keyframes_seen = 0
         self.nacks_sent = 0
         self.keyframe_requests = 0
-        self.last_packet_s = 0.0
 
     # --- per packet ----------------------------------------------------------
 
@@ -107,7 +106,6 @@ class Receiver:
         cache.put(ext_seq, packet)
         self.packets += 1
         self.bytes += len(packet)
-        self.last_packet_s = arrival_s
         self.stats.on_packet(ext_seq, header.timestamp, arrival_s, len(packet))
         if self._nack_enabled:
             now_ms = int(arrival_s * 1000)

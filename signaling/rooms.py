@@ -137,7 +137,7 @@ class Participant:
                 return
             for problem in problems:
                 self.send(m.error("unsupported", problem, "subscriber_answer"))
-            await self._flush_candidates("subscriber")
+            await self.flush_candidates("subscriber")
 
     def receive_subscriber_answer(self, sdp: str) -> bool:
         if self._answer is None or self._answer.done():
@@ -161,7 +161,7 @@ class Participant:
             return
         await side.transport.add_remote_candidate(candidate)
 
-    async def _flush_candidates(self, target: str) -> None:
+    async def flush_candidates(self, target: str) -> None:
         side = self.peer.publisher if target == "publisher" else self.peer.subscriber
         pending = self._pending_candidates[target]
         if side is None or not pending:

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from sfu.negotiate import NegotiationError
+from sfu.negotiate import NegotiationError, UnsupportedMedia
 from sfu.transport import CandidateError
 from signaling import messages as m
 from signaling.auth import TokenClaims
@@ -239,11 +239,7 @@ class Session:
         try:
             result = await publisher.negotiate(message.sdp)
         except NegotiationError as exc:
-            code = (
-                "unsupported"
-                if "codec" in str(exc) or "not supported" in str(exc)
-                else "bad_request"
-            )
+            code = "unsupported" if isinstance(exc, UnsupportedMedia) else "bad_request"
             raise m.ProtocolError(code, str(exc), kind) from None
         meta = {t.mid: t for t in message.tracks}
         for receiver in result.removed:
@@ -275,7 +271,7 @@ class Session:
         self.send(m.publish_answer(result.answer_sdp, mids))
         for problem in result.rejected:
             logger.info("participant %s: publish m-section rejected: %s", participant.id, problem)
-        await participant._flush_candidates("publisher")
+        await participant.flush_candidates("publisher")
         for track in new_tracks:
             self.manager.publish_track(participant, track)
 

@@ -108,6 +108,3 @@ class Demuxer(Generic[T]):
         route = Route(entry.target, found_mid, rtx, layer_rid)
         self.routes[ssrc] = route
         return route
-
-    def forget_ssrc(self, ssrc: int) -> None:
-        self.routes.pop(ssrc, None)
