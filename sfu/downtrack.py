@@ -1,10 +1,19 @@
 """DownTrack: one subscriber's copy of one published track.
 
 Per packet: gate video until a keyframe, translate sequence number and timestamp
-(RtpMunger), rewrite the header in the subscriber's terms (its SSRC, payload type
-and header-extension ids) and send. Per RTCP: answer NACKs from the Receiver's
-packet cache (RTX when negotiated), pass keyframe requests upstream, and report
-sender reports translated from the publisher's so lip sync survives.
+(RtpMunger) and, for VP8, PictureID / TL0PICIDX (Vp8Munger), drop VP8 temporal
+layers above the chosen one, rewrite the header in the subscriber's terms (its
+SSRC, payload type and header-extension ids) and send. Per RTCP: answer NACKs
+from the layer's packet cache (RTX when negotiated), pass keyframe requests
+upstream, and report sender reports translated from the publisher's so lip sync
+survives.
+
+Simulcast: the DownTrack forwards one layer (`receiver`). `update_layer` asks a
+LayerSelector for the layer that fits the subscriber's preference, bandwidth
+and what is arriving; a different spatial layer becomes the `_target`, the
+DownTrack attaches to it too and asks it for a keyframe, and the switch happens
+at that keyframe (a decoder cannot start a new stream anywhere else). Until
+then the old layer keeps flowing, so a switch costs the subscriber no frame.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from sfu.core.layers import Layer, LayerSelector, max_spatial_for_size
 from sfu.core.munger import RtpMunger
 from sfu.core.rtcp import pack_sdes_cname, pack_sender_report
 from sfu.core.rtp import (
@@ -26,10 +36,14 @@ from sfu.core.rtp import (
     build_extension_block,
     parse_header,
 )
+from sfu.core.vp8 import parse_descriptor
+from sfu.core.vp8_munger import Vp8Munger, rewrite_descriptor
 
 if TYPE_CHECKING:
     from sfu.core.rtp import RtpHeader
+    from sfu.core.vp8 import Vp8Descriptor
     from sfu.receiver import Receiver
+    from sfu.track import PublishedTrack
 
 _HEADER = struct.Struct("!BBHII")
 _OSN = struct.Struct("!H")
@@ -40,7 +54,7 @@ _RESEND_SLOTS = 512
 class DownTrack:
     def __init__(
         self,
-        receiver: Receiver,
+        track: PublishedTrack,
         *,
         subscriber_id: str,
         mid: str,
@@ -52,10 +66,15 @@ class DownTrack:
         seq_start: int,
         ts_start: int,
     ) -> None:
-        self.receiver = receiver
+        self.track = track
+        #: The layer forwarded (or, before the first packet, the one awaited).
+        self.receiver: Receiver = track.layers[-1]
+        #: The layer being switched to, waiting for its keyframe.
+        self._target: Receiver | None = None
         self.subscriber_id = subscriber_id
-        self.track_id = receiver.track_id
-        self.kind = receiver.kind
+        self.track_id = track.track_id
+        self.kind = track.kind
+        self.is_video = track.is_video
         self.mid = mid
         self.ssrc = ssrc
         self.payload_type = payload_type
@@ -98,6 +117,24 @@ class DownTrack:
         self.nack_misses = 0
         self.keyframe_requests = 0
         self.first_packet_at: float | None = None
+        # layer selection
+        self.selector = LayerSelector()
+        self.quality = "high"
+        self.video_size: tuple[int, int] | None = None
+        self._chosen = False
+        self._switch_reason = ""
+        #: Max VP8 temporal layer wanted (-1: all) and the one applied so far; the
+        #: applied one changes only at frame starts, upwards only at a TL0 frame.
+        self._max_temporal = -1
+        self._active_temporal = -1
+        self.vp8 = Vp8Munger() if track.codec.name.lower() == "vp8" else None
+        #: Called after the forwarded spatial layer changed (and at the first one).
+        self.on_layer_change: Callable[[DownTrack], None] | None = None
+        self.forwarded_quality: str | None = None
+        self.switches_up = 0
+        self.switches_down = 0
+        self.dropped_temporal = 0
+        self.budget_bps: int | None = None
 
     def configure(self, extension_ids: dict[str, int], use_rtx: bool) -> None:
         """Apply what the subscriber's answer accepted."""
@@ -109,9 +146,22 @@ class DownTrack:
         self._orientation_id = extension_ids.get(EXT_VIDEO_ORIENTATION, 0)
         self.use_rtx = use_rtx and self.rtx_ssrc is not None and self.rtx_payload_type is not None
 
+    def attach(self) -> None:
+        self.track.add_downtrack(self)
+        self.receiver.add_downtrack(self)
+
+    @property
+    def awaited_layer(self) -> Receiver | None:
+        """The layer whose keyframe this DownTrack waits for, if any."""
+        if not self.active or self.paused or not self.is_video:
+            return None
+        if self._target is not None:
+            return self._target
+        return self.receiver if self._source is None else None
+
     @property
     def waiting_for_keyframe(self) -> bool:
-        return self.active and not self.paused and self.receiver.is_video and self._source is None
+        return self.awaited_layer is not None
 
     # --- per packet ----------------------------------------------------------
 
@@ -125,22 +175,31 @@ class DownTrack:
         orientation: bytes | None,
         send_time: bytes,
         arrival_s: float,
+        vp8: Vp8Descriptor | None = None,
     ) -> None:
         if not self.active or self.paused:
             return
         source = header.ssrc
         if source != self._source:
-            if self.receiver.is_video and not keyframe:
+            wanted = self._target or self.receiver
+            if source != wanted.ssrc:
+                return  # the layer being left, or one attached a moment ago
+            if self.is_video and not keyframe:
                 # A decoder can only start at a keyframe: hold video back until one.
                 self.dropped_waiting_keyframe += 1
                 return
-            advance = 1
-            if self.munger.started:
-                # Keep timestamps moving with wall-clock time across a source change.
-                elapsed_s = max(arrival_s - self._last_arrival_s, 0.0)
-                advance = max(1, int(elapsed_s * self.receiver.clock_rate))
-            self.munger.start(source, ext_seq, header.timestamp, ts_advance=advance)
-            self._source = source
+            self._switch(wanted, source, header, ext_seq, arrival_s, vp8)
+        if vp8 is not None and vp8.tid is not None:
+            if vp8.frame_start and self._active_temporal != self._max_temporal:
+                self._apply_temporal(vp8)
+            if 0 <= self._active_temporal < vp8.tid:
+                # A temporal layer this subscriber does not get (RFC 7741 §4.2:
+                # TID); close the sequence gap and the PictureID gap.
+                self.munger.drop(source, ext_seq)
+                if self.vp8 is not None:
+                    self.vp8.drop_frame(vp8.picture_id, picture_id_bits=vp8.picture_id_bits or 15)
+                self.dropped_temporal += 1
+                return
         if header.payload_end <= header.payload_start:
             # Padding only (bandwidth probing): not forwarded, and the outgoing
             # sequence closes over it so the subscriber sees no loss.
@@ -156,12 +215,65 @@ class DownTrack:
         self._last_src_ts = header.timestamp
         self._last_out_ts = out_ts
         self._last_arrival_s = arrival_s
-        out = self._rewrite(packet, header, out_seq, out_ts, level, orientation, send_time)
+        out = self._rewrite(packet, header, out_seq, out_ts, level, orientation, send_time, vp8)
         if self._send(out):
             self.packets_sent += 1
             self.octets_sent += header.payload_end - header.payload_start
             if self.first_packet_at is None:
                 self.first_packet_at = time.monotonic()
+
+    def _switch(
+        self,
+        layer: Receiver,
+        source: int,
+        header: RtpHeader,
+        ext_seq: int,
+        arrival_s: float,
+        vp8: Vp8Descriptor | None,
+    ) -> None:
+        """Start forwarding `layer` from this packet (a keyframe for video)."""
+        advance = 1
+        if self.munger.started:
+            # Keep timestamps moving with wall-clock time across a source change.
+            elapsed_s = max(arrival_s - self._last_arrival_s, 0.0)
+            advance = max(1, int(elapsed_s * layer.clock_rate))
+        self.munger.start(source, ext_seq, header.timestamp, ts_advance=advance)
+        if self.vp8 is not None and vp8 is not None:
+            self.vp8.switch(
+                vp8.picture_id, vp8.tl0picidx, picture_id_bits=vp8.picture_id_bits or 15
+            )
+        self._active_temporal = self._max_temporal  # a keyframe is a TL0 frame
+        self._source = source
+        old = self.receiver
+        self._target = None
+        if self._chosen:
+            self.selector.on_switched(
+                int(arrival_s * 1000),
+                Layer(self.track.layers.index(layer), self._max_temporal),
+                self._switch_reason,
+            )
+        if layer is not old:
+            old.remove_downtrack(self)
+            self.receiver = layer
+            layers = self.track.layers
+            if layers.index(layer) > layers.index(old):
+                self.switches_up += 1
+            else:
+                self.switches_down += 1
+        quality = self.track.quality_of(layer) if self.is_video else None
+        if quality != self.forwarded_quality:
+            self.forwarded_quality = quality
+            if self.on_layer_change is not None:
+                self.on_layer_change(self)
+
+    def _apply_temporal(self, vp8: Vp8Descriptor) -> None:
+        wanted = self._max_temporal
+        active = self._active_temporal
+        going_up = wanted < 0 or (0 <= active < wanted)
+        # Down at any frame start; up only at a TL0 frame (or a layer-sync
+        # frame of the new layers), whose references the subscriber has.
+        if not going_up or vp8.tid == 0 or (vp8.layer_sync and vp8.tid is not None):
+            self._active_temporal = wanted
 
     def _extension_block(
         self, level: bytes | None, orientation: bytes | None, send_time: bytes
@@ -188,6 +300,7 @@ class DownTrack:
         level: bytes | None,
         orientation: bytes | None,
         send_time: bytes,
+        vp8: Vp8Descriptor | None = None,
     ) -> bytes:
         ext_block = self._extension_block(level, orientation, send_time)
         first = 0x80 | (0x20 if header.padding else 0) | (0x10 if ext_block else 0)
@@ -198,11 +311,27 @@ class DownTrack:
             out_ts,
             self.ssrc,
         )
-        # Payload and any padding are copied unchanged: the server never touches media.
-        return b"".join((head, ext_block, memoryview(packet)[header.payload_start :]))
+        # Payload and any padding are copied unchanged: the server never decodes
+        # media; only the VP8 descriptor's ids are renumbered, in place.
+        out = b"".join((head, ext_block, memoryview(packet)[header.payload_start :]))
+        if vp8 is not None and self.vp8 is not None:
+            picture_id, tl0 = self.vp8.translate(
+                vp8.picture_id, vp8.tl0picidx, picture_id_bits=vp8.picture_id_bits or 15
+            )
+            if self.vp8.changed:
+                buf = bytearray(out)
+                rewrite_descriptor(buf, len(head) + len(ext_block), picture_id, tl0)
+                return bytes(buf)
+        return out
 
     def _rtx(
-        self, packet: bytes, header: RtpHeader, out_seq: int, out_ts: int, send_time: bytes
+        self,
+        packet: bytes,
+        header: RtpHeader,
+        out_seq: int,
+        out_ts: int,
+        send_time: bytes,
+        vp8: Vp8Descriptor | None = None,
     ) -> bytes:
         """RFC 4588 §4: the original sequence number, then the original payload, on
         the RTX SSRC with its own sequence; the original padding is not carried."""
@@ -215,7 +344,7 @@ class DownTrack:
             out_ts,
             self.rtx_ssrc or 0,
         )
-        return b"".join(
+        out = b"".join(
             (
                 head,
                 ext_block,
@@ -223,6 +352,15 @@ class DownTrack:
                 memoryview(packet)[header.payload_start : header.payload_end],
             )
         )
+        if vp8 is not None and self.vp8 is not None:
+            picture_id, tl0 = self.vp8.translate(
+                vp8.picture_id, vp8.tl0picidx, picture_id_bits=vp8.picture_id_bits or 15
+            )
+            if self.vp8.changed:
+                buf = bytearray(out)
+                rewrite_descriptor(buf, len(head) + len(ext_block) + 2, picture_id, tl0)
+                return bytes(buf)
+        return out
 
     # --- RTCP from the subscriber --------------------------------------------
 
@@ -235,6 +373,8 @@ class DownTrack:
             self.nacks_received += 1
             found = self.munger.source_of(out_seq)
             if found is None or found[0] != receiver.ssrc:
+                # A packet of a layer left behind: its VP8 ids cannot be
+                # renumbered any more, and the keyframe that followed replaced it.
                 self.nack_misses += 1
                 continue
             packet = receiver.cache.get(found[1])
@@ -255,10 +395,20 @@ class DownTrack:
             if translated is None or translated[0] != out_seq:
                 self.nack_misses += 1
                 continue
+            vp8 = None
+            if self.vp8 is not None and header.payload_end > header.payload_start:
+                try:
+                    vp8 = parse_descriptor(
+                        memoryview(packet)[header.payload_start : header.payload_end]
+                    )
+                except ValueError:
+                    vp8 = None
             if self.use_rtx:
-                out = self._rtx(packet, header, out_seq, translated[1], send_time)
+                out = self._rtx(packet, header, out_seq, translated[1], send_time, vp8)
             else:
-                out = self._rewrite(packet, header, out_seq, translated[1], None, None, send_time)
+                out = self._rewrite(
+                    packet, header, out_seq, translated[1], None, None, send_time, vp8
+                )
             if self._send(out):
                 self.retransmitted += 1
                 self._resent_seq[slot] = out_seq
@@ -300,19 +450,83 @@ class DownTrack:
             del self._sr_sent[next(iter(self._sr_sent))]
         return report + pack_sdes_cname(self.ssrc, self.receiver.cname.encode()[:255])
 
+    def pause(self) -> None:
+        """set_quality "off": forward nothing until resume()."""
+        self.paused = True
+        self.forwarded_quality = None
+        if self._target is not None:
+            self._target.remove_downtrack(self)
+            self._target = None
+
     def resume(self, now_ms: int) -> None:
         """Forward again after a pause: restart at the next keyframe; the munger keeps
         the outgoing sequence continuous and moves timestamps on by the time paused."""
         self.paused = False
         self._source = None
-        if self.active and self.receiver.is_video:
-            self.on_keyframe_request(now_ms)
+        if self.active and self.is_video:
+            self.update_layer(now_ms, self.budget_bps)
+            layer = self.awaited_layer
+            if layer is not None:
+                layer.request_keyframe(now_ms)
+
+    # --- layer selection -----------------------------------------------------
+
+    def set_preference(
+        self, quality: str | None = None, video_size: tuple[int, int] | None = None
+    ) -> None:
+        """The subscriber's wish: a quality (set_quality) and/or the size it renders."""
+        if quality is not None:
+            self.quality = quality
+        if video_size is not None:
+            self.video_size = video_size
+
+    def max_spatial(self) -> int:
+        track = self.track
+        index = track.max_index_for_quality(self.quality)
+        if self.video_size is not None:
+            width, height = self.video_size
+            index = min(index, max_spatial_for_size(track.sizes(), width, height))
+        return index
+
+    def update_layer(self, now_ms: int, budget_bps: int | None) -> None:
+        """Choose the layer to forward; start a switch when it differs."""
+        self.budget_bps = budget_bps
+        if not self.is_video or not self.active or self.paused or self.detached:
+            return
+        layers = self.track.layers
+        heading = self._target or self.receiver
+        current = None
+        if self._chosen:
+            current = Layer(layers.index(heading), self._max_temporal)
+        choice = self.selector.choose(
+            now_ms, self.track.rates(), self.max_spatial(), budget_bps, current
+        )
+        if choice is None:
+            return
+        self._chosen = True
+        self._max_temporal = choice.temporal
+        wanted = layers[choice.spatial]
+        if wanted is heading:
+            return
+        if self._target is not None:
+            self._target.remove_downtrack(self)
+            self._target = None
+        if wanted is self.receiver:
+            return  # back to the layer still being forwarded: switch called off
+        self._target = wanted
+        self._switch_reason = self.selector.reason
+        wanted.add_downtrack(self)
+        wanted.request_keyframe(now_ms)
 
     def detach(self) -> None:
         """The track went away or the subscriber left: stop for good."""
         self.active = False
         self.detached = True
         self.receiver.remove_downtrack(self)
+        if self._target is not None:
+            self._target.remove_downtrack(self)
+            self._target = None
+        self.track.remove_downtrack(self)
 
     def stats(self) -> dict[str, object]:
         return {
@@ -326,4 +540,8 @@ class DownTrack:
             "dropped_waiting_keyframe": self.dropped_waiting_keyframe,
             "rtt_ms": self.rtt_ms,
             "loss_fraction": self.loss_fraction,
+            "quality": self.forwarded_quality,
+            "switches_up": self.switches_up,
+            "switches_down": self.switches_down,
+            "dropped_temporal": self.dropped_temporal,
         }

@@ -24,7 +24,11 @@ from sfu.core.rtp import (
     EXT_RRID,
     EXT_VIDEO_ORIENTATION,
 )
-from sfu.sdp import Codec, Extmap, MediaSection, SessionDescription
+from sfu.sdp import Codec, Extmap, MediaSection, Rid, SessionDescription
+
+#: Spatial simulcast layers accepted per track; extra encodings are removed from
+#: the answer, which RFC 8853 §5.3 allows the answerer to do.
+MAX_SIMULCAST_LAYERS = 3
 
 #: Header extensions read on the publisher leg, by kind.
 PUBLISH_EXTENSIONS = {
@@ -185,6 +189,37 @@ def _media_ssrcs(media: MediaSection) -> tuple[int | None, int | None, str | Non
     return primary, rtx, cname
 
 
+def simulcast_send_rids(media: MediaSection) -> list[str]:
+    """The RIDs a publisher offers to send as simulcast, in the offer's order.
+
+    RFC 8853 §5.1: `a=simulcast:send q;h;f` lists one stream per `;`, each with
+    `,`-separated alternatives, a `~` prefix marking a stream paused at first. We
+    take each stream's first alternative that has a matching `a=rid:<id> send`
+    line (RFC 8851 §4), and at most MAX_SIMULCAST_LAYERS of them. No
+    `a=simulcast` means no simulcast, whatever `a=rid` lines say.
+    """
+    if not media.simulcast:
+        return []
+    tokens = media.simulcast.split()
+    send_list = None
+    for direction, value in zip(tokens[::2], tokens[1::2], strict=False):
+        if direction == "send":
+            send_list = value
+    if send_list is None:
+        return []
+    declared = {r.id for r in media.rids if r.direction == "send"}
+    rids: list[str] = []
+    for stream in send_list.split(";"):
+        for alternative in stream.split(","):
+            rid = alternative.lstrip("~")
+            if rid in declared and rid not in rids:
+                rids.append(rid)
+                break
+        if len(rids) == MAX_SIMULCAST_LAYERS:
+            break
+    return rids
+
+
 def answer_publish(
     offer: SessionDescription,
     local: LocalTransport,
@@ -286,6 +321,20 @@ def answer_publish(
         section.end_of_candidates = True
 
         ssrc, rtx_ssrc, cname = _media_ssrcs(media)
+        rids: list[str] = []
+        if media.kind == "video" and EXT_RID in extension_ids:
+            # Without the RID header extension the layers could not be told
+            # apart (browsers signal no SSRC per layer), so simulcast needs it.
+            rids = simulcast_send_rids(media)
+        if len(rids) > 1:
+            # RFC 8853 §5.3: the answer mirrors the accepted streams as `recv`.
+            section.rids = [Rid(rid, "recv") for rid in rids]
+            section.simulcast = "recv " + ";".join(rids)
+            # The signalled SSRCs (Firefox lists one per layer) name no RID:
+            # every layer's SSRC is learned from its RID extension instead.
+            ssrc = rtx_ssrc = None
+        else:
+            rids = []
         if section.direction == "recvonly":
             accepted.append(
                 AcceptedMedia(
@@ -297,7 +346,7 @@ def answer_publish(
                     ssrc=ssrc,
                     rtx_ssrc=rtx_ssrc,
                     cname=cname,
-                    rids=[r.id for r in media.rids if r.direction == "send"],
+                    rids=rids,
                     feedback=frozenset(feedback),
                 )
             )

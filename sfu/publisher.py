@@ -1,7 +1,8 @@
 """Publisher: the media side of a participant's publisher transport.
 
-Answers the client's offers, creates one Receiver per accepted m-section, routes
-incoming RTP to them by SSRC (learning SSRCs by MID, RFC 8843 §9.2), and sends the
+Answers the client's offers, creates one PublishedTrack per accepted m-section
+(one Receiver per simulcast layer), routes incoming RTP to the layers by SSRC
+(learning SSRCs by MID and RID, RFC 8843 §9.2 and RFC 8852), and sends the
 publisher receiver reports, NACKs, keyframe requests and REMB.
 """
 
@@ -16,10 +17,19 @@ from dataclasses import dataclass
 from sfu.core.demux import Demuxer
 from sfu.core.rate import LossBasedRate
 from sfu.core.rtcp import RtcpError, SenderReport, pack_receiver_report, pack_remb, parse_compound
-from sfu.core.rtp import EXT_MID, RtpError, find_extension, parse_header
+from sfu.core.rtp import (
+    EXT_MID,
+    EXT_RID,
+    EXT_RRID,
+    RtpError,
+    RtpHeader,
+    find_extension,
+    parse_header,
+)
 from sfu.negotiate import AcceptedMedia, NegotiationError, UnsupportedMedia, answer_publish
-from sfu.receiver import Receiver
+from sfu.receiver import Receiver  # noqa: F401 (one per layer)
 from sfu.sdp import SdpError, SessionDescription, parse, serialize
+from sfu.track import PublishedTrack
 from sfu.transport import PeerTransport, TransportConfig
 
 logger = logging.getLogger(__name__)
@@ -37,8 +47,8 @@ class MediaLimits:
 @dataclass(slots=True)
 class PublishResult:
     answer_sdp: str
-    added: list[tuple[AcceptedMedia, Receiver]]
-    removed: list[Receiver]
+    added: list[tuple[AcceptedMedia, PublishedTrack]]
+    removed: list[PublishedTrack]
     rejected: list[str]
 
 
@@ -67,9 +77,11 @@ class Publisher:
             on_rtcp=self._on_rtcp,
             on_state=on_state,
         )
-        self.receivers: dict[str, Receiver] = {}
+        self.tracks: dict[str, PublishedTrack] = {}  # by mid
         self._demux: Demuxer[Receiver] = Demuxer()
         self._mid_ext_id = 0
+        self._rid_ext_id = 0
+        self._rrid_ext_id = 0
         self._answer: SessionDescription | None = None
         self._remote_ufrag: str | None = None
         self._version = 0
@@ -109,45 +121,61 @@ class Publisher:
                 f"{self.limits.max_tracks_per_publisher} per participant"
             )
 
-        added: list[tuple[AcceptedMedia, Receiver]] = []
-        removed: list[Receiver] = []
-        for mid in list(self.receivers):
-            if mid not in accepted_mids:
-                receiver = self.receivers.pop(mid)
-                self._demux.remove_media(mid)
-                removed.append(receiver)
         for media in result.accepted:
-            existing = self.receivers.get(media.mid)
+            existing = self.tracks.get(media.mid)
             if existing is not None:
-                if existing.payload_type != media.codec.payload_type:
+                if existing.codec.payload_type != media.codec.payload_type:
                     raise UnsupportedMedia(
                         f"mid {media.mid}: changing the codec of a published track is not supported"
                     )
+                if set(media.rids) != {layer.rid for layer in existing.layers if layer.rid}:
+                    raise UnsupportedMedia(
+                        f"mid {media.mid}: changing the simulcast layers of a published track "
+                        "is not supported"
+                    )
+        added: list[tuple[AcceptedMedia, PublishedTrack]] = []
+        removed: list[PublishedTrack] = []
+        for mid in list(self.tracks):
+            if mid not in accepted_mids:
+                removed.append(self.tracks.pop(mid))
+                self._demux.remove_media(mid)
+        for media in result.accepted:
+            if media.mid in self.tracks:
                 continue
-            if media.extension_ids.get(EXT_MID):
-                self._mid_ext_id = media.extension_ids[EXT_MID]
-            receiver = Receiver(
-                track_id=new_track_id(),
-                kind=media.kind,
-                codec=media.codec,
-                rtx_payload_type=media.rtx_payload_type,
-                extension_ids=media.extension_ids,
-                feedback=media.feedback,
-                rtcp_ssrc=self.rtcp_ssrc,
-                send_rtcp=self.transport.send_rtcp,
-                cname=media.cname or self.cname,
+            ids = media.extension_ids
+            self._mid_ext_id = ids.get(EXT_MID, self._mid_ext_id)
+            self._rid_ext_id = ids.get(EXT_RID, self._rid_ext_id)
+            self._rrid_ext_id = ids.get(EXT_RRID, self._rrid_ext_id)
+            track_id = new_track_id()
+            layers = [
+                Receiver(
+                    track_id=track_id,
+                    kind=media.kind,
+                    codec=media.codec,
+                    rtx_payload_type=media.rtx_payload_type,
+                    extension_ids=media.extension_ids,
+                    feedback=media.feedback,
+                    rtcp_ssrc=self.rtcp_ssrc,
+                    send_rtcp=self.transport.send_rtcp,
+                    cname=media.cname or self.cname,
+                    rid=rid,
+                )
+                for rid in (media.rids or [None])
+            ]
+            track = PublishedTrack(
+                track_id, media.kind, media.codec, media.cname or self.cname, layers
             )
-            self.receivers[media.mid] = receiver
+            self.tracks[media.mid] = track
             self._demux.add_media(
                 media.mid,
-                receiver,
+                layers[0],
                 media.codec.payload_type,
                 media.rtx_payload_type,
                 ssrc=media.ssrc,
                 rtx_ssrc=media.rtx_ssrc,
-                rids=tuple(media.rids),
+                rid_targets={layer.rid: layer for layer in layers if layer.rid is not None},
             )
-            added.append((media, receiver))
+            added.append((media, track))
 
         self._answer = result.answer
         if self._remote_ufrag is None:
@@ -161,13 +189,23 @@ class Publisher:
             rejected=[r.reason for r in result.rejected],
         )
 
-    def remove_receiver(self, track_id: str) -> Receiver | None:
-        for mid, receiver in self.receivers.items():
-            if receiver.track_id == track_id:
-                del self.receivers[mid]
+    def remove_track(self, track_id: str) -> PublishedTrack | None:
+        for mid, track in self.tracks.items():
+            if track.track_id == track_id:
+                del self.tracks[mid]
                 self._demux.remove_media(mid)
-                return receiver
+                return track
         return None
+
+    def _extension_text(self, packet: bytes, header: RtpHeader, ext_id: int) -> str | None:
+        if not ext_id:
+            return None
+        try:
+            value = find_extension(packet, header, ext_id)
+        except RtpError:
+            return None
+        # RFC 8843 §15 / RFC 8852 §3.3: MID and RID are short alphanumeric tokens.
+        return value.decode("ascii", "replace") if value else None
 
     # --- per packet ----------------------------------------------------------
 
@@ -179,15 +217,13 @@ class Publisher:
             return
         route = self._demux.routes.get(header.ssrc)
         if route is None:
-            mid = None
-            if self._mid_ext_id:
-                try:
-                    value = find_extension(packet, header, self._mid_ext_id)
-                except RtpError:
-                    value = None
-                if value:
-                    mid = value.decode("ascii", "replace")
-            route = self._demux.learn(header.ssrc, header.payload_type, mid)
+            route = self._demux.learn(
+                header.ssrc,
+                header.payload_type,
+                self._extension_text(packet, header, self._mid_ext_id),
+                self._extension_text(packet, header, self._rid_ext_id),
+                self._extension_text(packet, header, self._rrid_ext_id),
+            )
             if route is None:
                 self.unroutable += 1
                 return
@@ -213,8 +249,10 @@ class Publisher:
     # --- periodic ------------------------------------------------------------
 
     def tick(self, now_ms: int) -> None:
-        for receiver in self.receivers.values():
-            receiver.tick(now_ms, 50)
+        for track in self.tracks.values():
+            track.tick(now_ms)
+            for layer in track.layers:
+                layer.tick(now_ms, 50)
 
     def send_reports(self, now_s: float, now_ms: int) -> None:
         """RR for every received stream plus a REMB (draft-alvestrand-rmcat-remb)."""
@@ -223,12 +261,13 @@ class Publisher:
         blocks = []
         ssrcs = []
         worst_loss = 0.0
-        for receiver in self.receivers.values():
-            block = receiver.report_block(now_s)
-            if block is not None:
-                blocks.append(block)
-                ssrcs.append(block.ssrc)
-                worst_loss = max(worst_loss, block.fraction_lost / 256)
+        for track in self.tracks.values():
+            for layer in track.layers:
+                block = layer.report_block(now_s)
+                if block is not None:
+                    blocks.append(block)
+                    ssrcs.append(block.ssrc)
+                    worst_loss = max(worst_loss, block.fraction_lost / 256)
         if not blocks:
             return
         bitrate = self.rate.update(worst_loss, now_ms)
@@ -239,7 +278,7 @@ class Publisher:
             self.transport.send_rtcp(report)
 
     async def close(self) -> None:
-        for receiver in self.receivers.values():
-            receiver.close()
-        self.receivers.clear()
+        for track in self.tracks.values():
+            track.close()
+        self.tracks.clear()
         await self.transport.close()

@@ -1,8 +1,10 @@
-"""Receiver: one published track as it arrives from its publisher.
+"""Receiver: one RTP stream of a published track as it arrives from its publisher.
 
-Owns the track's packet cache (answers subscribers' NACKs), loss tracking and
-NACKs towards the publisher, throttled keyframe requests, receive statistics for
-receiver reports, the publisher's last sender report (for lip sync downstream),
+A track without simulcast has one Receiver; a simulcast track has one per layer
+(RID), grouped by a PublishedTrack. Each owns its stream's packet cache (answers
+subscribers' NACKs), loss tracking and NACKs towards the publisher, throttled
+keyframe requests, receive statistics for receiver reports, the publisher's
+last sender report (for lip sync downstream), per-temporal-layer byte counts,
 and the fan-out to each subscriber's DownTrack — synchronously, per packet.
 """
 
@@ -30,6 +32,7 @@ from sfu.core.rtp import (
 from sfu.core.seqnum import SeqUnwrapper
 from sfu.core.stats import ReceiveStats
 from sfu.core.throttle import KeyframeRequester
+from sfu.core.vp8 import Vp8Descriptor, parse_descriptor
 
 if TYPE_CHECKING:
     from sfu.downtrack import DownTrack
@@ -55,13 +58,17 @@ class Receiver:
         rtcp_ssrc: int,
         send_rtcp: Callable[[bytes], bool],
         cname: str,
+        rid: str | None = None,
     ) -> None:
         self.track_id = track_id
+        #: The simulcast layer's RTP stream id (RFC 8852), None without simulcast.
+        self.rid = rid
         self.kind = kind
         self.is_video = kind == "video"
         #: The publisher's codec, as negotiated (subscribers are offered the same).
         self.codec = codec
         self.codec_name = codec.name.lower()
+        self._is_vp8 = self.codec_name == "vp8"
         self.payload_type = codec.payload_type
         self.clock_rate = codec.clock_rate
         self.rtx_payload_type = rtx_payload_type
@@ -92,6 +99,15 @@ class Receiver:
         self.keyframes_seen = 0
         self.nacks_sent = 0
         self.keyframe_requests = 0
+        #: Bytes per VP8 temporal layer (index TID; streams without TID count as 0),
+        #: read by the layer rate meter.
+        self.tid_bytes = [0, 0, 0, 0]
+        #: Highest VP8 TID seen, -1 while the stream carries no temporal layers.
+        self.max_tid = -1
+        self.last_packet_ms = 0
+        #: Picture size from the latest VP8 keyframe header (RFC 6386 §9.1), 0 if unknown.
+        self.width = 0
+        self.height = 0
 
     # --- per packet ----------------------------------------------------------
 
@@ -107,24 +123,45 @@ class Receiver:
         self.packets += 1
         self.bytes += len(packet)
         self.stats.on_packet(ext_seq, header.timestamp, arrival_s, len(packet))
+        self.last_packet_ms = now_ms = int(arrival_s * 1000)
         if self._nack_enabled:
-            now_ms = int(arrival_s * 1000)
             if self.nack.on_packet(ext_seq, now_ms):
                 # Ask at once (RFC 4585 §3.5.2 early feedback); retries come from tick().
                 self.tick(now_ms, 0)
 
+        vp8: Vp8Descriptor | None = None
+        keyframe = False
         if header.payload_end <= header.payload_start:
             self.padding_only += 1
-            keyframe = False
+        elif self._is_vp8:
+            try:
+                vp8 = parse_descriptor(
+                    memoryview(packet)[header.payload_start : header.payload_end]
+                )
+            except ValueError:
+                vp8 = None
+            if vp8 is not None:
+                start = header.payload_start + vp8.size
+                # RFC 7741 §4.3: P=0 in the first octet of a frame's first partition.
+                keyframe = vp8.frame_start and start < header.payload_end and not packet[start] & 1
+                tid = vp8.tid
+                if tid is not None:
+                    self.tid_bytes[tid] += header.payload_end - header.payload_start
+                    if tid > self.max_tid:
+                        self.max_tid = tid
+                else:
+                    self.tid_bytes[0] += header.payload_end - header.payload_start
+                if keyframe and start + 10 <= header.payload_end:
+                    # RFC 6386 §9.1: 3-byte frame tag, start code, 14-bit sizes.
+                    self.width = (packet[start + 6] | packet[start + 7] << 8) & 0x3FFF
+                    self.height = (packet[start + 8] | packet[start + 9] << 8) & 0x3FFF
         elif self.is_video:
             keyframe = is_keyframe(
                 self.codec_name, packet[header.payload_start : header.payload_end]
             )
-            if keyframe:
-                self.keyframes_seen += 1
-                self.keyframes.on_keyframe(int(arrival_s * 1000))
-        else:
-            keyframe = False
+        if keyframe:
+            self.keyframes_seen += 1
+            self.keyframes.on_keyframe(now_ms)
 
         if not self.downtracks:
             return
@@ -136,7 +173,7 @@ class Receiver:
         send_time = abs_send_time(time.time())
         for downtrack in self.downtracks:
             downtrack.write(
-                packet, header, ext_seq, keyframe, level, orientation, send_time, arrival_s
+                packet, header, ext_seq, keyframe, level, orientation, send_time, arrival_s, vp8
             )
 
     def on_rtx(self, packet: bytes, header: RtpHeader, arrival_s: float) -> None:

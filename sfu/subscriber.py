@@ -3,6 +3,12 @@
 The server is the offerer here. Each forwarded track gets an m-section (a slot)
 and a DownTrack; a slot whose track went away turns `inactive` and is recycled for
 a later track of the same kind once the client has answered that change.
+
+Bandwidth: the subscriber's REMB (draft-alvestrand-rmcat-remb) is its estimate of
+what it can receive; loss in its receiver reports lowers it (as GCC's loss-based
+controller would, RFC 8698 uses the same signal). The estimate, less a fixed
+allowance per audio track, is shared equally by its video tracks, and each
+DownTrack picks the simulcast layer that fits its share.
 """
 
 from __future__ import annotations
@@ -30,13 +36,20 @@ from sfu.negotiate import (
     read_subscriber_answer,
     subscriber_codec,
 )
-from sfu.receiver import Receiver
 from sfu.sdp import SdpError, SessionDescription, parse, serialize
+from sfu.track import PublishedTrack
 from sfu.transport import PeerTransport, TransportConfig
 
 logger = logging.getLogger(__name__)
 
 MAX_SLOTS = 256
+#: Layer choices are revisited this often (and when the estimate changes).
+LAYER_INTERVAL_MS = 200
+#: Reserved per forwarded audio track before video shares the estimate (Opus
+#: voice runs at 32-64 kbit/s with headers).
+AUDIO_ALLOWANCE_BPS = 48_000
+#: Loss above this fraction in a receiver report lowers the estimate.
+LOSS_THRESHOLD = 0.10
 
 
 class Subscriber:
@@ -70,6 +83,7 @@ class Subscriber:
         self._started = False
         self.changed = False
         self.remb_bps: int | None = None
+        self._next_layer_ms = 0
         self.malformed_rtcp = 0
 
     # --- tracks --------------------------------------------------------------
@@ -77,20 +91,20 @@ class Subscriber:
     def has_track(self, track_id: str) -> bool:
         return any(slot.track_id == track_id for slot in self.slots)
 
-    def add_track(self, receiver: Receiver, publisher_id: str) -> DownTrack:
-        if self.has_track(receiver.track_id):
-            raise ValueError(f"already subscribed to {receiver.track_id}")
-        slot = self._free_slot(receiver.kind)
-        codec, rtx_pt = subscriber_codec(receiver.codec)
-        slot.track_id = receiver.track_id
+    def add_track(self, track: PublishedTrack, publisher_id: str) -> DownTrack:
+        if self.has_track(track.track_id):
+            raise ValueError(f"already subscribed to {track.track_id}")
+        slot = self._free_slot(track.kind)
+        codec, rtx_pt = subscriber_codec(track.codec)
+        slot.track_id = track.track_id
         slot.stream_id = publisher_id
         slot.codec = codec
-        slot.rtx_payload_type = rtx_pt if receiver.is_video else None
+        slot.rtx_payload_type = rtx_pt if track.is_video else None
         slot.ssrc = _new_ssrc(self._by_ssrc)
         slot.rtx_ssrc = _new_ssrc(self._by_ssrc) if slot.rtx_payload_type is not None else None
-        slot.cname = receiver.cname
+        slot.cname = track.cname
         downtrack = DownTrack(
-            receiver,
+            track,
             subscriber_id=self.peer_id,
             mid=slot.mid,
             ssrc=slot.ssrc,
@@ -105,9 +119,15 @@ class Subscriber:
         self._by_ssrc[slot.ssrc] = downtrack
         if slot.rtx_ssrc is not None:
             self._by_ssrc[slot.rtx_ssrc] = downtrack
-        receiver.add_downtrack(downtrack)
+        downtrack.attach()
         self.changed = True
         return downtrack
+
+    def downtrack_for(self, track_id: str) -> DownTrack | None:
+        for downtrack in self.downtracks.values():
+            if downtrack.track_id == track_id:
+                return downtrack
+        return None
 
     def remove_track(self, track_id: str) -> bool:
         for slot in self.slots:
@@ -193,12 +213,18 @@ class Subscriber:
         if not self.transport.connected:
             return
         now_ms = int(time.monotonic() * 1000)
+        budgets = None
         for downtrack in self.downtracks.values():
             if downtrack.negotiated and not downtrack.active and not downtrack.detached:
                 downtrack.active = True
-                if downtrack.receiver.is_video:
+                if downtrack.is_video:
+                    if budgets is None:
+                        budgets = self._video_budget_bps()
+                    downtrack.update_layer(now_ms, budgets)
                     # A new subscriber needs a keyframe to start decoding.
-                    downtrack.on_keyframe_request(now_ms)
+                    layer = downtrack.awaited_layer
+                    if layer is not None:
+                        layer.request_keyframe(now_ms)
 
     # --- packets -------------------------------------------------------------
 
@@ -235,19 +261,46 @@ class Subscriber:
                     if downtrack is not None:
                         downtrack.on_keyframe_request(int(now_s * 1000))
             elif isinstance(item, Remb):
+                falling = self.remb_bps is not None and item.bitrate_bps < self.remb_bps
                 self.remb_bps = item.bitrate_bps
                 for ssrc in item.ssrcs:
                     downtrack = by_ssrc.get(ssrc)
                     if downtrack is not None:
                         downtrack.remb_bps = item.bitrate_bps
+                if falling:
+                    self._next_layer_ms = 0  # react to a falling estimate at once
 
     # --- periodic ------------------------------------------------------------
 
+    def _video_budget_bps(self) -> int | None:
+        """This subscriber's bandwidth estimate shared by its video tracks."""
+        if self.remb_bps is None:
+            return None
+        estimate = self.remb_bps
+        active = [d for d in self.downtracks.values() if d.active and not d.paused]
+        loss = max((d.loss_fraction for d in active), default=0.0)
+        if loss > LOSS_THRESHOLD:
+            estimate = int(estimate * (1 - 0.5 * loss))
+        videos = sum(1 for d in active if d.is_video)
+        audios = len(active) - videos
+        return max(estimate - audios * AUDIO_ALLOWANCE_BPS, 0) // max(videos, 1)
+
     def tick(self, now_ms: int) -> None:
+        choose = now_ms >= self._next_layer_ms
+        budget = None
+        if choose:
+            self._next_layer_ms = now_ms + LAYER_INTERVAL_MS
+            budget = self._video_budget_bps()
         for downtrack in self.downtracks.values():
-            if downtrack.waiting_for_keyframe:
-                # Re-ask while waiting: a single request is sometimes lost or ignored.
-                downtrack.receiver.request_keyframe(now_ms)
+            if not downtrack.is_video:
+                continue
+            if choose:
+                downtrack.update_layer(now_ms, budget)
+            layer = downtrack.awaited_layer
+            if layer is not None:
+                # Re-ask while waiting: a single request is sometimes lost or
+                # ignored (the layer throttles to one request per 500 ms).
+                layer.request_keyframe(now_ms)
 
     def send_reports(self, now_s: float) -> None:
         if not self.transport.connected:

@@ -17,7 +17,7 @@ from typing import Any
 
 from sfu.engine import MediaEngine, Peer
 from sfu.negotiate import NegotiationError
-from sfu.receiver import Receiver
+from sfu.track import PublishedTrack
 from sfu.transport import check_candidate
 from signaling import messages as m
 from signaling.auth import Grants
@@ -43,7 +43,7 @@ class Track:
     codec: str
     mid: str
     publisher_id: str
-    receiver: Receiver
+    media: PublishedTrack
     muted: bool = False
     layers: tuple[m.LayerInfo, ...] = ()
 
@@ -55,7 +55,7 @@ class Track:
             name=self.name,
             muted=self.muted,
             codec=self.codec,
-            simulcast=len(self.layers) > 1,
+            simulcast=self.media.simulcast,
             layers=self.layers,
         )
 
@@ -309,17 +309,26 @@ class RoomManager:
             if other.peer.subscriber is not None and other.peer.subscriber.remove_track(track.id):
                 other.quality.pop(track.id, None)
                 other.negotiate_subscriber()
-        track.receiver.close()
+        track.media.close()
         if participant.peer.publisher is not None:
-            participant.peer.publisher.remove_receiver(track.id)
+            participant.peer.publisher.remove_track(track.id)
 
     def subscribe(self, participant: Participant, track: Track) -> bool:
         subscriber = participant.peer.ensure_subscriber()
         if subscriber.has_track(track.id):
             return False
-        downtrack = subscriber.add_track(track.receiver, track.publisher_id)
-        if participant.quality.get(track.id) == "off":
-            downtrack.paused = True
+        downtrack = subscriber.add_track(track.media, track.publisher_id)
+        quality = participant.quality.get(track.id)
+        if quality == "off":
+            downtrack.pause()
+        downtrack.set_preference(
+            quality if quality not in (None, "off") else None,
+            participant.video_size.get(track.id),
+        )
+        if track.kind == "video":
+            downtrack.on_layer_change = lambda d: participant.send(
+                m.layer_changed(d.track_id, d.forwarded_quality or "off")
+            )
         participant.negotiate_subscriber()
         return True
 

@@ -12,7 +12,7 @@ import contextlib
 import json
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
@@ -21,6 +21,9 @@ from sfu.transport import CandidateError
 from signaling import messages as m
 from signaling.auth import TokenClaims
 from signaling.rooms import Participant, RoomFull, RoomManager, Track
+
+if TYPE_CHECKING:
+    from sfu.downtrack import DownTrack
 
 logger = logging.getLogger(__name__)
 
@@ -205,8 +208,13 @@ class Session:
         elif isinstance(message, m.SetQuality):
             self._set_quality(participant, message)
         elif isinstance(message, m.SetVideoSize):
-            self._room_track(message.track_id, kind)
-            participant.video_size[message.track_id] = (message.width, message.height)
+            track = self._room_track(message.track_id, kind)
+            size = (message.width, message.height)
+            participant.video_size[track.id] = size
+            downtrack = self._downtrack(participant, track.id)
+            if downtrack is not None:
+                downtrack.set_preference(video_size=size)
+                downtrack.update_layer(int(time.monotonic() * 1000), downtrack.budget_bps)
         elif isinstance(message, m.Mute):
             track = participant.tracks.get(message.track_id)
             if track is None:
@@ -242,32 +250,42 @@ class Session:
             code = "unsupported" if isinstance(exc, UnsupportedMedia) else "bad_request"
             raise m.ProtocolError(code, str(exc), kind) from None
         meta = {t.mid: t for t in message.tracks}
-        for receiver in result.removed:
-            track = participant.tracks.get(receiver.track_id)
+        for published in result.removed:
+            track = participant.tracks.get(published.track_id)
             if track is not None:
                 self.manager.unpublish_track(participant, track)
         new_tracks = []
-        for media, receiver in result.added:
+        for media, published in result.added:
             spec = meta.get(media.mid)
+            announced = {layer.rid: layer for layer in (spec.layers if spec else ())}
+            if published.simulcast:
+                published.set_qualities({rid: layer.quality for rid, layer in announced.items()})
+            # What was negotiated, described with what the client announced.
             layers = tuple(
-                m.LayerInfo(layer.rid, layer.quality, layer.width, layer.height)
-                for layer in (spec.layers if spec else ())
+                m.LayerInfo(
+                    layer.rid,
+                    quality,
+                    announced[layer.rid].width if layer.rid in announced else 0,
+                    announced[layer.rid].height if layer.rid in announced else 0,
+                )
+                for layer, quality in zip(published.layers, published.qualities, strict=True)
+                if layer.rid is not None
             )
             source = spec.source if spec else ("microphone" if media.kind == "audio" else "camera")
             new_tracks.append(
                 Track(
-                    id=receiver.track_id,
+                    id=published.track_id,
                     kind=media.kind,
                     source=source,
                     name=spec.name if spec else "",
                     codec=media.codec.name.lower(),
                     mid=media.mid,
                     publisher_id=participant.id,
-                    receiver=receiver,
+                    media=published,
                     layers=layers,
                 )
             )
-        mids = {mid: receiver.track_id for mid, receiver in publisher.receivers.items()}
+        mids = {mid: published.track_id for mid, published in publisher.tracks.items()}
         self.send(m.publish_answer(result.answer_sdp, mids))
         for problem in result.rejected:
             logger.info("participant %s: publish m-section rejected: %s", participant.id, problem)
@@ -275,21 +293,27 @@ class Session:
         for track in new_tracks:
             self.manager.publish_track(participant, track)
 
+    @staticmethod
+    def _downtrack(participant: Participant, track_id: str) -> DownTrack | None:
+        subscriber = participant.peer.subscriber
+        return subscriber.downtrack_for(track_id) if subscriber is not None else None
+
     def _set_quality(self, participant: Participant, message: m.SetQuality) -> None:
         track = self._room_track(message.track_id, message.type)
         participant.quality[track.id] = message.quality
-        subscriber = participant.peer.subscriber
-        downtrack = None
-        if subscriber is not None:
-            downtrack = next(
-                (d for d in subscriber.downtracks.values() if d.track_id == track.id), None
-            )
-        if downtrack is not None and track.kind == "video":
-            if message.quality == "off":
-                downtrack.paused = True
-            elif downtrack.paused:
-                downtrack.resume(int(time.monotonic() * 1000))
-        # Without simulcast a video track has one layer: what is forwarded is that
-        # layer, or nothing when the subscriber asked for "off".
-        effective = "off" if message.quality == "off" else "high"
-        self.send(m.layer_changed(track.id, effective))
+        downtrack = self._downtrack(participant, track.id)
+        if downtrack is None or track.kind != "video":
+            return  # kept, and applied when the track is subscribed
+        now_ms = int(time.monotonic() * 1000)
+        if message.quality == "off":
+            if not downtrack.paused:
+                downtrack.pause()
+                self.send(m.layer_changed(track.id, "off"))
+            return
+        downtrack.set_preference(message.quality)
+        if downtrack.paused:
+            downtrack.resume(now_ms)
+        else:
+            # The switch itself happens at the target layer's keyframe, and
+            # layer_changed is sent then.
+            downtrack.update_layer(now_ms, downtrack.budget_bps)

@@ -36,7 +36,8 @@ class _MediaEntry(Generic[T]):
     target: T
     payload_type: int
     rtx_payload_type: int | None
-    rids: tuple[str, ...] = field(default_factory=tuple)
+    #: Simulcast: one target per RID (RFC 8852); empty for a single stream.
+    rid_targets: dict[str, T] = field(default_factory=dict)
 
 
 class Demuxer(Generic[T]):
@@ -55,10 +56,15 @@ class Demuxer(Generic[T]):
         *,
         ssrc: int | None = None,
         rtx_ssrc: int | None = None,
-        rids: tuple[str, ...] = (),
+        rid_targets: dict[str, T] | None = None,
     ) -> None:
-        """Register an m-section; SSRCs signalled in the SDP are routed at once."""
-        self._media[mid] = _MediaEntry(target, payload_type, rtx_payload_type, rids)
+        """Register an m-section; SSRCs signalled in the SDP are routed at once.
+
+        With `rid_targets` (simulcast), a learned SSRC goes to the target of the
+        RID its packets carry (the repaired RID for RTX), and a packet of an
+        unknown SSRC without one is not routable.
+        """
+        self._media[mid] = _MediaEntry(target, payload_type, rtx_payload_type, rid_targets or {})
         if ssrc is not None:
             self.routes[ssrc] = Route(target, mid, False)
         if rtx_ssrc is not None:
@@ -100,11 +106,16 @@ class Demuxer(Generic[T]):
         else:
             return None
         layer_rid = rrid if rtx else rid
-        if entry.rids and layer_rid is not None and layer_rid not in entry.rids:
-            return None
+        target = entry.target
+        if entry.rid_targets:
+            if layer_rid is None or layer_rid not in entry.rid_targets:
+                return None
+            target = entry.rid_targets[layer_rid]
+        else:
+            layer_rid = None
         if len(self.routes) >= self._max_ssrcs:
             self.refused += 1
             return None
-        route = Route(entry.target, found_mid, rtx, layer_rid)
+        route = Route(target, found_mid, rtx, layer_rid)
         self.routes[ssrc] = route
         return route

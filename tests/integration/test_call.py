@@ -218,9 +218,7 @@ async def test_leaving_and_dropping_release_everything(node: Node, make_bot: Bot
         assert unpublished == set(tracks.values())
         await watcher.wait_until(lambda pid=pid: pid not in engine.peers, 5, "peer released")
         assert peer.publisher is not None and peer.publisher.transport.state == "closed"
-        assert (
-            all(r.closed for r in peer.publisher.receivers.values()) or not peer.publisher.receivers
-        )
+        assert all(t.closed for t in peer.publisher.tracks.values()) or not peer.publisher.tracks
         # The watcher's offer renegotiates the freed m-sections away.
         await watcher.wait_until(lambda: not watcher.participants, 5, "room empty for the watcher")
         watcher.tracks.clear()

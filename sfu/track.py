@@ -1,0 +1,205 @@
+"""PublishedTrack: one published track and the RTP streams (layers) that carry it.
+
+A track without simulcast has one layer. A simulcast track (RFC 8853) has up to
+three, one Receiver per RID, ordered low to high: by the qualities the client
+announced, else by the offer's order until keyframes show the real picture
+sizes. Subscribers' DownTracks attach to the layer they forward (and, during a
+switch, to the layer they are switching to); the track measures what each layer
+is doing so they can choose.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sfu.core.layers import LayerRates
+
+if TYPE_CHECKING:
+    from sfu.downtrack import DownTrack
+    from sfu.receiver import Receiver
+    from sfu.sdp import Codec
+
+#: A layer that sent nothing for this long is not arriving: subscribers on it
+#: fall to another layer at once.
+LAYER_TIMEOUT_MS = 500
+#: Bitrates are measured over windows of this length, and smoothed.
+RATE_WINDOW_MS = 250
+_SMOOTHING = 0.5
+
+QUALITIES = ("low", "medium", "high")
+_QUALITY_RANK = {q: i for i, q in enumerate(QUALITIES)}
+
+
+def default_qualities(count: int) -> tuple[str, ...]:
+    """Quality names for `count` layers ordered low to high, when the client did
+    not say: one layer is "high", two are "low" and "high"."""
+    return {1: ("high",), 2: ("low", "high")}.get(count, QUALITIES[:count])
+
+
+class PublishedTrack:
+    def __init__(
+        self,
+        track_id: str,
+        kind: str,
+        codec: Codec,
+        cname: str,
+        layers: list[Receiver],
+    ) -> None:
+        if not layers:
+            raise ValueError("a track needs at least one layer")
+        self.track_id = track_id
+        self.kind = kind
+        self.is_video = kind == "video"
+        self.codec = codec
+        self.cname = cname
+        #: Ordered low to high.
+        self.layers = list(layers)
+        self.simulcast = len(layers) > 1
+        self.qualities = default_qualities(len(layers))
+        #: The client named the order (publish `layers`): never re-sort by size.
+        self._order_fixed = False
+        self.downtracks: list[DownTrack] = []
+        self._bits: list[list[int]] = [[0, 0, 0, 0] for _ in layers]
+        self._rates: list[LayerRates] = [LayerRates(False, 0) for _ in layers]
+        self._last_rate_ms = 0
+        self.closed = False
+
+    # --- layers --------------------------------------------------------------
+
+    @property
+    def primary(self) -> Receiver:
+        """The highest layer (the only one without simulcast)."""
+        return self.layers[-1]
+
+    def layer_by_ssrc(self, ssrc: int) -> Receiver | None:
+        for layer in self.layers:
+            if layer.ssrc == ssrc:
+                return layer
+        return None
+
+    def index_of(self, layer: Receiver) -> int:
+        return self.layers.index(layer)
+
+    def set_qualities(self, by_rid: dict[str, str]) -> None:
+        """Order the layers by the qualities the client announced for their RIDs."""
+        if not self.simulcast or not by_rid:
+            return
+        known = [layer for layer in self.layers if layer.rid in by_rid]
+        if len(known) != len(self.layers):
+            return
+        known.sort(key=lambda layer: _QUALITY_RANK[by_rid[layer.rid or ""]])
+        self._reorder(known)
+        self.qualities = tuple(by_rid[layer.rid or ""] for layer in self.layers)
+        self._order_fixed = True
+
+    def _reorder(self, ordered: list[Receiver]) -> None:
+        old = {id(layer): i for i, layer in enumerate(self.layers)}
+        self._bits = [self._bits[old[id(layer)]] for layer in ordered]
+        self._rates = [self._rates[old[id(layer)]] for layer in ordered]
+        self.layers = ordered
+
+    def quality_of(self, layer: Receiver) -> str:
+        return self.qualities[self.layers.index(layer)]
+
+    def max_index_for_quality(self, quality: str) -> int:
+        """The highest layer whose quality is at most `quality` (0 if none is)."""
+        rank = _QUALITY_RANK.get(quality, len(QUALITIES) - 1)
+        best = 0
+        for i, name in enumerate(self.qualities):
+            if _QUALITY_RANK[name] <= rank:
+                best = i
+        return best
+
+    def sizes(self) -> list[tuple[int, int]]:
+        return [(layer.width, layer.height) for layer in self.layers]
+
+    # --- subscribers ---------------------------------------------------------
+
+    def add_downtrack(self, downtrack: DownTrack) -> None:
+        if downtrack not in self.downtracks:
+            self.downtracks = [*self.downtracks, downtrack]
+
+    def remove_downtrack(self, downtrack: DownTrack) -> None:
+        self.downtracks = [d for d in self.downtracks if d is not downtrack]
+
+    # --- measurement ---------------------------------------------------------
+
+    def rates(self) -> list[LayerRates]:
+        """What each layer is doing, as of the last tick (low to high)."""
+        return self._rates
+
+    def tick(self, now_ms: int) -> None:
+        """Update per-layer bitrates (every RATE_WINDOW_MS) and arrival state."""
+        elapsed_ms = now_ms - self._last_rate_ms
+        if elapsed_ms < RATE_WINDOW_MS:
+            return
+        first = self._last_rate_ms == 0
+        self._last_rate_ms = now_ms
+        rates = []
+        for i, layer in enumerate(self.layers):
+            bits = self._bits[i]
+            old = self._rates[i]
+            arriving = layer.ssrc is not None and now_ms - layer.last_packet_ms < LAYER_TIMEOUT_MS
+            cumulative = 0
+            temporal: list[int] = []
+            total = 0
+            n_tid = layer.max_tid + 1
+            for tid in range(4):
+                now_bits = layer.tid_bytes[tid] * 8
+                delta = now_bits - bits[tid]
+                bits[tid] = now_bits
+                if first:
+                    continue
+                rate = delta * 1000 // elapsed_ms
+                total += rate
+                if tid < n_tid:
+                    cumulative += rate
+                    temporal.append(cumulative)
+            if not arriving:
+                total = 0
+                temporal = []
+            elif old.bitrate_bps:
+                total = int(_SMOOTHING * total + (1 - _SMOOTHING) * old.bitrate_bps)
+                if len(old.temporal_bitrates_bps) == len(temporal):
+                    temporal = [
+                        int(_SMOOTHING * t + (1 - _SMOOTHING) * o)
+                        for t, o in zip(temporal, old.temporal_bitrates_bps, strict=True)
+                    ]
+            rates.append(LayerRates(arriving, total, tuple(temporal) if n_tid > 1 else ()))
+        self._rates = rates
+        if self.simulcast and not self._order_fixed:
+            self._sort_by_size()
+
+    def _sort_by_size(self) -> None:
+        # Without announced qualities, trust the pictures: once every layer has
+        # shown a keyframe, order by picture area.
+        if any(layer.width == 0 for layer in self.layers):
+            return
+        ordered = sorted(self.layers, key=lambda layer: layer.width * layer.height)
+        if ordered != self.layers:
+            self._reorder(ordered)
+        self._order_fixed = True
+
+    # --- lifetime ------------------------------------------------------------
+
+    def close(self) -> None:
+        self.closed = True
+        for downtrack in list(self.downtracks):
+            downtrack.detach()
+        self.downtracks = []
+        for layer in self.layers:
+            layer.close()
+
+    def stats(self) -> list[dict[str, object]]:
+        return [
+            {
+                "rid": layer.rid,
+                "ssrc": layer.ssrc,
+                "packets": layer.packets,
+                "bitrate_bps": rate.bitrate_bps,
+                "arriving": rate.arriving,
+                "width": layer.width,
+                "height": layer.height,
+            }
+            for layer, rate in zip(self.layers, self._rates, strict=True)
+        ]
