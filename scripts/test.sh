@@ -9,4 +9,19 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,fast]'
 .venv/bin/ruff check sfu signaling sfu_bot tests examples
+# The browser tests (tests/browser) run Debian's Chromium inside a loopback-only
+# network namespace (unshare + ip): install what is missing.
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
+if [ ${#missing[@]} -gt 0 ]; then
+    as_root=()
+    [ "$(id -u)" -eq 0 ] || as_root=(sudo -n)
+    apt=("${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -qq)
+    echo "installing ${missing[*]} for the browser tests" >&2
+    { "${apt[@]}" install -y "${missing[@]}" >/dev/null 2>&1 \
+        || { "${apt[@]}" update >/dev/null 2>&1 && "${apt[@]}" install -y "${missing[@]}" >/dev/null; }; } \
+        || echo "could not install ${missing[*]}: the browser tests will fail" >&2
+fi
 exec .venv/bin/python -m pytest "$@"

@@ -502,6 +502,10 @@ class DownTrack:
             now_ms, self.track.rates(), self.max_spatial(), budget_bps, current
         )
         if choice is None:
+            # Nothing measured yet (a track just published): wait for the layer
+            # the preference allows rather than the top one.
+            if not self._chosen and self._source is None:
+                self._await_initial(layers[self.max_spatial()])
             return
         self._chosen = True
         self._max_temporal = choice.temporal
@@ -517,6 +521,12 @@ class DownTrack:
         self._switch_reason = self.selector.reason
         wanted.add_downtrack(self)
         wanted.request_keyframe(now_ms)
+
+    def _await_initial(self, layer: Receiver) -> None:
+        if layer is not self.receiver:
+            self.receiver.remove_downtrack(self)
+            self.receiver = layer
+            layer.add_downtrack(self)
 
     def detach(self) -> None:
         """The track went away or the subscriber left: stop for good."""

@@ -58,6 +58,7 @@ class PublishedTrack:
         self.qualities = default_qualities(len(layers))
         #: The client named the order (publish `layers`): never re-sort by size.
         self._order_fixed = False
+        self._announced_sizes: dict[str, tuple[int, int]] = {}
         self.downtracks: list[DownTrack] = []
         self._bits: list[list[int]] = [[0, 0, 0, 0] for _ in layers]
         self._rates: list[LayerRates] = [LayerRates(False, 0) for _ in layers]
@@ -80,8 +81,13 @@ class PublishedTrack:
     def index_of(self, layer: Receiver) -> int:
         return self.layers.index(layer)
 
-    def set_qualities(self, by_rid: dict[str, str]) -> None:
-        """Order the layers by the qualities the client announced for their RIDs."""
+    def set_qualities(
+        self, by_rid: dict[str, str], sizes: dict[str, tuple[int, int]] | None = None
+    ) -> None:
+        """Order the layers by the qualities the client announced for their RIDs;
+        `sizes` are the announced picture sizes, used until keyframes show them."""
+        if sizes:
+            self._announced_sizes.update(sizes)
         if not self.simulcast or not by_rid:
             return
         known = [layer for layer in self.layers if layer.rid in by_rid]
@@ -111,7 +117,13 @@ class PublishedTrack:
         return best
 
     def sizes(self) -> list[tuple[int, int]]:
-        return [(layer.width, layer.height) for layer in self.layers]
+        """Picture size per layer: from its last keyframe, else as announced."""
+        return [
+            (layer.width, layer.height)
+            if layer.width
+            else self._announced_sizes.get(layer.rid or "", (0, 0))
+            for layer in self.layers
+        ]
 
     # --- subscribers ---------------------------------------------------------
 

@@ -15,6 +15,7 @@ from sfu.transport import TransportConfig
 from signaling.auth import AuthError, KeyStore, verify_token
 from signaling.rooms import RoomManager
 from signaling.session import MAX_FRAME_BYTES, Session
+from signaling.web import add_web_routes
 
 logger = logging.getLogger(__name__)
 
@@ -121,4 +122,5 @@ def create_app(config: ServerConfig) -> web.Application:
     app.router.add_get("/v1/rtc", rtc_handler)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    add_web_routes(app.router, keys=config.keys, dev=config.dev)
     return app

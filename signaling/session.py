@@ -259,7 +259,10 @@ class Session:
             spec = meta.get(media.mid)
             announced = {layer.rid: layer for layer in (spec.layers if spec else ())}
             if published.simulcast:
-                published.set_qualities({rid: layer.quality for rid, layer in announced.items()})
+                published.set_qualities(
+                    {rid: layer.quality for rid, layer in announced.items()},
+                    {rid: (layer.width, layer.height) for rid, layer in announced.items()},
+                )
             # What was negotiated, described with what the client announced.
             layers = tuple(
                 m.LayerInfo(
