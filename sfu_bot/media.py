@@ -47,8 +47,10 @@ __all__ = [
     "bitstream_is_keyframe",
     "draw_frame",
     "encode_audio",
+    "encode_simulcast",
     "encode_video",
     "read_counter",
+    "vp8_keyframe_size",
 ]
 
 # Bump whenever the picture, the sound or the encoder settings change, so
@@ -250,6 +252,14 @@ class EncodedVideo:
     fps: int
     codec: str
     gop: int = 0
+    temporal_ids: tuple[int, ...] | None = None
+    """VP8 temporal layer (TID, RFC 7741 §4.2) of each frame when encoded with
+    temporal scalability, else None. Frames of layer 1 are never referenced by
+    layer 0 frames and reference only layer 0 frames (each one is a sync frame)."""
+
+    @property
+    def temporal_layers(self) -> int:
+        return 1 if self.temporal_ids is None else max(self.temporal_ids) + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +272,7 @@ class EncodedAudio:
     frame_ms: int = 20
 
 
-_VIDEO_CACHE: dict[tuple[str, int, int, int, int, int, int], EncodedVideo] = {}
+_VIDEO_CACHE: dict[tuple[str | int, ...], EncodedVideo] = {}
 _AUDIO_CACHE: dict[int, EncodedAudio] = {}
 _LOCK = threading.Lock()
 _MAGIC = b"PYSFUBOT"
@@ -337,8 +347,54 @@ def bitstream_is_keyframe(codec: str, frame: bytes) -> bool:
     return any(nal[0] & 0x1F == 5 for nal in _h264.split_nal_units(frame))
 
 
+def vp8_keyframe_size(
+    frame: bytes | bytearray | memoryview, offset: int = 0
+) -> tuple[int, int] | None:
+    """(width, height) of the VP8 keyframe whose bitstream starts at ``offset``, or None.
+
+    Reads the uncompressed keyframe header (RFC 6386 §9.1): a 3-byte frame tag
+    whose bit 0 is 0 for a keyframe, the start code 9d 01 2a, then two 16-bit
+    little-endian fields holding a 14-bit width and a 14-bit height (the top two
+    bits are the scaling mode). Needs only the first 10 bytes; no decoding.
+    """
+    if len(frame) < offset + 10 or frame[offset] & 0x01:
+        return None
+    if frame[offset + 3 : offset + 6] != b"\x9d\x01\x2a":
+        return None
+    width = (frame[offset + 6] | (frame[offset + 7] << 8)) & 0x3FFF
+    height = (frame[offset + 8] | (frame[offset + 9] << 8)) & 0x3FFF
+    return width, height
+
+
+# Two VP8 temporal layers with libvpx's built-in two-layer pattern (as exposed
+# by FFmpeg's libvpx "ts-parameters"): even frames are layer 0, odd frames
+# layer 1; layer 0 refers only to layer 0 and layer 1 frames are not referenced.
+_TL0_SHARE = 0.6  # share of the bitrate spent on layer 0
+
+
+def _temporal_options(layers: int, bitrate_bps: int) -> dict[str, str]:
+    if layers == 1:
+        return {}
+    if layers != 2:
+        raise ValueError("temporal_layers must be 1 or 2")
+    total = max(2, bitrate_bps // 1000)
+    base = max(1, int(total * _TL0_SHARE))
+    return {
+        "ts-parameters": (
+            f"ts_number_layers=2:ts_target_bitrate={base},{total}:ts_rate_decimator=2,1:"
+            "ts_periodicity=2:ts_layer_id=0,1:ts_layering_mode=2"
+        )
+    }
+
+
 def _video_encoder(
-    codec: str, width: int, height: int, fps: int, gop: int, bitrate_bps: int
+    codec: str,
+    width: int,
+    height: int,
+    fps: int,
+    gop: int,
+    bitrate_bps: int,
+    temporal_layers: int = 1,
 ) -> av.CodecContext:
     if codec == "vp8":
         ctx = av.CodecContext.create("libvpx", "w")
@@ -349,6 +405,7 @@ def _video_encoder(
             "auto-alt-ref": "0",  # no invisible alt-ref frames
             "error-resilient": "1",
             "keyint_min": str(gop),
+            **_temporal_options(temporal_layers, bitrate_bps),
         }
     elif codec == "h264":
         ctx = av.CodecContext.create("libx264", "w")
@@ -377,10 +434,23 @@ def _video_encoder(
     return ctx
 
 
+def _temporal_ids(temporal_layers: int, frame_count: int) -> tuple[int, ...] | None:
+    if temporal_layers == 1:
+        return None
+    return tuple(i % temporal_layers for i in range(frame_count))
+
+
 def _encode_video(
-    codec: str, width: int, height: int, fps: int, frame_count: int, gop: int, bitrate_bps: int
+    codec: str,
+    width: int,
+    height: int,
+    fps: int,
+    frame_count: int,
+    gop: int,
+    bitrate_bps: int,
+    temporal_layers: int = 1,
 ) -> EncodedVideo:
-    ctx = _video_encoder(codec, width, height, fps, gop, bitrate_bps)
+    ctx = _video_encoder(codec, width, height, fps, gop, bitrate_bps, temporal_layers)
     by_pts: dict[int, bytes] = {}
     for i in range(frame_count):
         frame = av.VideoFrame.from_ndarray(draw_frame(i, width, height), format="yuv420p")
@@ -407,6 +477,7 @@ def _encode_video(
         fps=fps,
         codec=codec,
         gop=gop,
+        temporal_ids=_temporal_ids(temporal_layers, frame_count),
     )
 
 
@@ -420,6 +491,7 @@ def encode_video(
     bitrate_bps: int,
     *,
     cache: bool = True,
+    temporal_layers: int = 1,
 ) -> EncodedVideo:
     """Encode ``frame_count`` pictures from :func:`draw_frame` (cached).
 
@@ -428,23 +500,33 @@ def encode_video(
     Frame ``i`` is a keyframe exactly when ``i % gop == 0``; this is checked
     on the bitstream and RuntimeError is raised otherwise. ``cache=False``
     bypasses both caches (to measure encoding time). Blocking.
+
+    ``temporal_layers=2`` (VP8 only, ``gop`` even) encodes two temporal layers:
+    frame ``i`` belongs to layer ``i % 2`` (``EncodedVideo.temporal_ids``).
     """
     codec = codec.lower()
     if codec not in ("vp8", "h264"):
         raise ValueError(f"unsupported video codec {codec!r} (expected 'vp8' or 'h264')")
     if frame_count < 1 or gop < 1 or fps < 1 or bitrate_bps < 1:
         raise ValueError("frame_count, gop, fps and bitrate_bps must be positive")
+    if temporal_layers not in (1, 2):
+        raise ValueError("temporal_layers must be 1 or 2")
+    if temporal_layers > 1 and (codec != "vp8" or gop % temporal_layers):
+        # Keyframes (every gop frames) must fall on layer 0 frames.
+        raise ValueError("temporal layers need vp8 and an even gop")
     draw_frame(0, width, height)  # validates the size early
+    args = (codec, width, height, fps, frame_count, gop, bitrate_bps)
     if not cache:
-        return _encode_video(codec, width, height, fps, frame_count, gop, bitrate_bps)
-    key = (codec, width, height, fps, frame_count, gop, bitrate_bps)
+        return _encode_video(*args, temporal_layers)
+    key: tuple[str | int, ...] = args + ((temporal_layers,) if temporal_layers > 1 else ())
     with _LOCK:
         video = _VIDEO_CACHE.get(key)
         if video is not None:
             return video
+        tl = f"-tl{temporal_layers}" if temporal_layers > 1 else ""
         name = (
             f"video-{codec}-{width}x{height}-{fps}fps-{frame_count}f-gop{gop}-"
-            f"{bitrate_bps}bps-v{_CACHE_VERSION}.bin"
+            f"{bitrate_bps}bps{tl}-v{_CACHE_VERSION}.bin"
         )
         loaded = _disk_load(name)
         if loaded is not None:
@@ -465,12 +547,46 @@ def encode_video(
                     fps=fps,
                     codec=codec,
                     gop=gop,
+                    temporal_ids=_temporal_ids(temporal_layers, frame_count),
                 )
         if video is None:
-            video = _encode_video(*key)
+            video = _encode_video(*args, temporal_layers)
             _disk_store(name, {"key": list(key)}, video.frames)
         _VIDEO_CACHE[key] = video
         return video
+
+
+def encode_simulcast(
+    codec: str,
+    layers: list[tuple[int, int, int]],
+    fps: int,
+    frame_count: int,
+    gop: int,
+    *,
+    temporal_layers: int = 1,
+    cache: bool = True,
+) -> list[EncodedVideo]:
+    """Encode one clip per simulcast layer, ``layers`` being (width, height,
+    bitrate_bps) each (cached like :func:`encode_video`).
+
+    Every layer draws the same pictures (the same counter in frame ``i``) and
+    has its keyframes at the same indices (``i % gop == 0``), so sources that
+    advance together stay aligned and can jump to a keyframe together. Blocking.
+    """
+    return [
+        encode_video(
+            codec,
+            width,
+            height,
+            fps,
+            frame_count,
+            gop,
+            bitrate_bps,
+            cache=cache,
+            temporal_layers=temporal_layers,
+        )
+        for width, height, bitrate_bps in layers
+    ]
 
 
 _SAMPLE_RATE = 48000  # Opus RTP clock is always 48 kHz (RFC 7587 §4.1)
@@ -568,6 +684,8 @@ class VideoSource:
         self._next_key = next_key
         self._pos = 0
         self._want_keyframe = False
+        self.last_index = -1
+        """Index in the clip of the frame the last :meth:`next_frame` returned."""
         self.loops = 0
         """Number of times playback wrapped around to frame 0."""
         self.keyframe_requests = 0
@@ -605,6 +723,7 @@ class VideoSource:
             nxt = 0
             self.loops += 1
         self._pos = nxt
+        self.last_index = pos
         v = self.video
         return v.frames[pos], v.keyframes[pos], v.counters[pos]
 

@@ -3,14 +3,27 @@ the server's offers on its subscriber connection. Pure functions over sfu.sdp.""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sfu.core.codecs import find_spec
-from sfu.core.rtp import EXT_ABS_SEND_TIME, EXT_AUDIO_LEVEL, EXT_MID
+from sfu.core.rtp import EXT_ABS_SEND_TIME, EXT_AUDIO_LEVEL, EXT_MID, EXT_RID, EXT_RRID
 from sfu.negotiate import LocalTransport, new_session_origin
-from sfu.sdp import Codec, Extmap, MediaSection, SessionDescription
+from sfu.sdp import Codec, Extmap, MediaSection, Rid, SessionDescription
 
-BOT_EXT_IDS = {EXT_MID: 1, EXT_ABS_SEND_TIME: 2, EXT_AUDIO_LEVEL: 3}
+BOT_EXT_IDS = {EXT_MID: 1, EXT_ABS_SEND_TIME: 2, EXT_AUDIO_LEVEL: 3, EXT_RID: 4, EXT_RRID: 5}
+
+
+@dataclass(slots=True)
+class SimulcastLayer:
+    """One encoding of a simulcast video m-section (RFC 8853), named by its RID."""
+
+    rid: str
+    ssrc: int
+    rtx_ssrc: int | None
+    width: int
+    height: int
+    bitrate_bps: int
+    quality: str  # "low", "medium" or "high" (the publish message's layers[].quality)
 
 
 @dataclass(slots=True)
@@ -25,6 +38,8 @@ class OutgoingStream:
     cname: str
     stream_id: str
     track_name: str
+    #: Simulcast encodings, lowest first; empty for a single-encoding stream.
+    layers: list[SimulcastLayer] = field(default_factory=list)
 
     @property
     def payload_type(self) -> int:
@@ -71,12 +86,20 @@ def build_publish_offer(
                 Codec(spec.rtx_pt, "rtx", spec.clock_rate, None, f"apt={spec.default_pt}")
             )
         section.formats = [str(c.payload_type) for c in section.codecs]
-        uris = (
+        uris: tuple[str, ...] = (
             (EXT_MID, EXT_ABS_SEND_TIME) if stream.kind == "video" else (EXT_MID, EXT_AUDIO_LEVEL)
         )
+        if stream.layers:
+            uris += (EXT_RID, EXT_RRID)
         section.extmaps = [Extmap(BOT_EXT_IDS[u], u) for u in uris]
         section.msid = f"{stream.stream_id} {stream.track_name}"
-        if signal_ssrcs:
+        if stream.layers:
+            # Like Chromium: the encodings are named by RID (RFC 8851) and
+            # announced by a=simulcast (RFC 8853); no a=ssrc lines at all, the
+            # receiver learns each layer's SSRC from the MID and RID extensions.
+            section.rids = [Rid(layer.rid, "send") for layer in stream.layers]
+            section.simulcast = "send " + ";".join(layer.rid for layer in stream.layers)
+        elif signal_ssrcs:
             section.ssrcs[stream.ssrc] = {"cname": stream.cname}
             if stream.rtx_ssrc is not None:
                 section.ssrcs[stream.rtx_ssrc] = {"cname": stream.cname}
@@ -84,6 +107,33 @@ def build_publish_offer(
         offer.media.append(section)
     offer.bundle = [s.mid for s in streams]
     return offer
+
+
+def simulcast_answer(section: MediaSection, offered: list[str]) -> list[tuple[str, bool]] | None:
+    """The encodings the answerer accepted: (rid, paused) in its order, or None
+    when the answer has no ``a=simulcast`` with a ``recv`` list (simulcast
+    declined: like a browser, send only the first encoding).
+
+    RFC 8853 §5.1: ``a=simulcast:recv q;h;f`` lists streams separated by ``;``,
+    each a ``,``-separated list of alternative RIDs; ``~`` marks a paused one.
+    Only RIDs that were offered count; of alternatives the first offered wins.
+    """
+    if not section.simulcast:
+        return None
+    tokens = section.simulcast.split()
+    recv = next((tokens[i + 1] for i in range(0, len(tokens) - 1, 2) if tokens[i] == "recv"), None)
+    if recv is None:
+        return None
+    accepted: list[tuple[str, bool]] = []
+    for alternatives in recv.split(";"):
+        for choice in alternatives.split(","):
+            choice = choice.strip()
+            paused = choice.startswith("~")
+            rid = choice.lstrip("~")
+            if rid in offered and rid not in (r for r, _ in accepted):
+                accepted.append((rid, paused))
+                break
+    return accepted
 
 
 @dataclass(slots=True)
