@@ -35,6 +35,8 @@ PRIVATE_ATTRIBUTES_USED = {
 #: DTLS records waiting for the handshake task; more than this and the datagram
 #: is dropped (aioice's own queue is unbounded).
 DTLS_QUEUE_LIMIT = 64
+#: SRTP datagrams kept while the DTLS handshake completes on our side.
+EARLY_SRTP_LIMIT = 64
 
 SrtpSink = Callable[[bytes], None]
 
@@ -63,6 +65,13 @@ class _SfuConnection(aioice.Connection):
         self._sfu_host_addresses = host_addresses
         self.srtp_sink: SrtpSink | None = None
         self.dropped_datagrams = 0
+        # SRTP that arrives while our side of the DTLS handshake is finishing
+        # (the peer may send media as soon as its own side is done, and DTLS
+        # records wait in a queue while SRTP does not): kept, bounded, and
+        # handed over with the keys. Only after a DTLS record has arrived, so a
+        # stray datagram allocates nothing.
+        self._dtls_seen = False
+        self._early_srtp: list[bytes] = []
 
     async def gather_candidates(self) -> None:
         # Same steps as aioice's gather_candidates, with our address list: aioice
@@ -89,11 +98,14 @@ class _SfuConnection(aioice.Connection):
         first = data[0]
         if 127 < first < 192:
             sink = self.srtp_sink
-            if sink is None:
-                self.dropped_datagrams += 1  # SRTP before keys exist
-            else:
+            if sink is not None:
                 sink(data)
+            elif self._dtls_seen and len(self._early_srtp) < EARLY_SRTP_LIMIT:
+                self._early_srtp.append(data)
+            else:
+                self.dropped_datagrams += 1  # SRTP before keys exist
         elif 19 < first < 64:
+            self._dtls_seen = True
             if self._queue.qsize() >= DTLS_QUEUE_LIMIT:
                 self.dropped_datagrams += 1
             else:
@@ -190,7 +202,12 @@ class IceDtls:
         return True
 
     def set_srtp_sink(self, sink: SrtpSink | None) -> None:
-        self.connection.srtp_sink = sink
+        connection = self.connection
+        connection.srtp_sink = sink
+        early, connection._early_srtp = connection._early_srtp, []
+        if sink is not None:
+            for datagram in early:
+                sink(datagram)
 
     def send_raw(self, datagram: bytes) -> None:
         """Send an already protected datagram on the nominated pair (no await)."""

@@ -47,6 +47,9 @@ if TYPE_CHECKING:
 
 _HEADER = struct.Struct("!BBHII")
 _OSN = struct.Struct("!H")
+#: After the first layer choice, this long during which layers may still be
+#: coming up: choices skip the climb hysteresis.
+STARTUP_MS = 1500
 RESEND_MIN_INTERVAL_S = 0.1  # one retransmission of a seq per 100 ms at most
 _RESEND_SLOTS = 512
 
@@ -122,6 +125,7 @@ class DownTrack:
         self.quality = "high"
         self.video_size: tuple[int, int] | None = None
         self._chosen = False
+        self._first_choice_ms = 0
         self._switch_reason = ""
         #: Max VP8 temporal layer wanted (-1: all) and the one applied so far; the
         #: applied one changes only at frame starts, upwards only at a TL0 frame.
@@ -233,7 +237,8 @@ class DownTrack:
     ) -> None:
         """Start forwarding `layer` from this packet (a keyframe for video)."""
         advance = 1
-        if self.munger.started:
+        forwarded_before = self.munger.started
+        if forwarded_before:
             # Keep timestamps moving with wall-clock time across a source change.
             elapsed_s = max(arrival_s - self._last_arrival_s, 0.0)
             advance = max(1, int(elapsed_s * layer.clock_rate))
@@ -256,7 +261,9 @@ class DownTrack:
             old.remove_downtrack(self)
             self.receiver = layer
             layers = self.track.layers
-            if layers.index(layer) > layers.index(old):
+            if not forwarded_before:
+                pass  # the first layer: not a switch
+            elif layers.index(layer) > layers.index(old):
                 self.switches_up += 1
             else:
                 self.switches_down += 1
@@ -496,8 +503,11 @@ class DownTrack:
         layers = self.track.layers
         heading = self._target or self.receiver
         current = None
-        if self._chosen:
+        if self._chosen and now_ms - self._first_choice_ms >= STARTUP_MS:
             current = Layer(layers.index(heading), self._max_temporal)
+        # else: a first choice. Right after subscribing, the publisher's layers
+        # may still be coming up and the estimate still unknown; until
+        # STARTUP_MS has passed every choice is a first one (best fit, no hold).
         choice = self.selector.choose(
             now_ms, self.track.rates(), self.max_spatial(), budget_bps, current
         )
@@ -507,7 +517,9 @@ class DownTrack:
             if not self._chosen and self._source is None:
                 self._await_initial(layers[self.max_spatial()])
             return
-        self._chosen = True
+        if not self._chosen:
+            self._chosen = True
+            self._first_choice_ms = now_ms
         self._max_temporal = choice.temporal
         wanted = layers[choice.spatial]
         if wanted is heading:

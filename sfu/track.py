@@ -10,6 +10,8 @@ is doing so they can choose.
 
 from __future__ import annotations
 
+import itertools
+from collections import deque
 from typing import TYPE_CHECKING
 
 from sfu.core.layers import LayerRates
@@ -22,9 +24,9 @@ if TYPE_CHECKING:
 #: A layer that sent nothing for this long is not arriving: subscribers on it
 #: fall to another layer at once.
 LAYER_TIMEOUT_MS = 500
-#: Bitrates are measured over windows of this length, and smoothed.
+#: Bitrates are updated this often, each over the last RATE_SPAN_MS.
 RATE_WINDOW_MS = 250
-_SMOOTHING = 0.5
+RATE_SPAN_MS = 1000
 
 QUALITIES = ("low", "medium", "high")
 _QUALITY_RANK = {q: i for i, q in enumerate(QUALITIES)}
@@ -60,7 +62,7 @@ class PublishedTrack:
         self._order_fixed = False
         self._announced_sizes: dict[str, tuple[int, int]] = {}
         self.downtracks: list[DownTrack] = []
-        self._bits: list[list[int]] = [[0, 0, 0, 0] for _ in layers]
+        self._history: list[deque[tuple[int, tuple[int, ...]]]] = [deque() for _ in layers]
         self._rates: list[LayerRates] = [LayerRates(False, 0) for _ in layers]
         self._last_rate_ms = 0
         self.closed = False
@@ -100,7 +102,7 @@ class PublishedTrack:
 
     def _reorder(self, ordered: list[Receiver]) -> None:
         old = {id(layer): i for i, layer in enumerate(self.layers)}
-        self._bits = [self._bits[old[id(layer)]] for layer in ordered]
+        self._history = [self._history[old[id(layer)]] for layer in ordered]
         self._rates = [self._rates[old[id(layer)]] for layer in ordered]
         self.layers = ordered
 
@@ -141,43 +143,53 @@ class PublishedTrack:
         return self._rates
 
     def tick(self, now_ms: int) -> None:
-        """Update per-layer bitrates (every RATE_WINDOW_MS) and arrival state."""
-        elapsed_ms = now_ms - self._last_rate_ms
-        if elapsed_ms < RATE_WINDOW_MS:
-            return
-        first = self._last_rate_ms == 0
-        self._last_rate_ms = now_ms
+        """Update each layer's arrival state (every call, so a layer that stops is
+        noticed within a tick) and, every RATE_WINDOW_MS, its bitrates."""
+        if now_ms - self._last_rate_ms >= RATE_WINDOW_MS:
+            self._last_rate_ms = now_ms
+            self._measure(now_ms)
+        rates = self._rates
+        changed = False
+        for i, layer in enumerate(self.layers):
+            arriving = layer.ssrc is not None and now_ms - layer.last_packet_ms < LAYER_TIMEOUT_MS
+            if arriving != rates[i].arriving:
+                old = rates[i]
+                rates = list(rates)
+                rates[i] = LayerRates(
+                    arriving,
+                    old.bitrate_bps if arriving else 0,
+                    old.temporal_bitrates_bps if arriving else (),
+                )
+                changed = True
+        self._rates = rates
+        if changed and self.simulcast:
+            # A layer stopped or started: subscribers re-choose now, not at
+            # their next periodic choice (a stopped layer freezes their video).
+            for downtrack in self.downtracks:
+                downtrack.update_layer(now_ms, downtrack.budget_bps)
+
+    def _measure(self, now_ms: int) -> None:
+        # Bitrates over the last RATE_SPAN_MS (a sliding window of snapshots): long
+        # enough to average a keyframe in, short enough to follow a change.
         rates = []
         for i, layer in enumerate(self.layers):
-            bits = self._bits[i]
-            old = self._rates[i]
+            history = self._history[i]
+            history.append((now_ms, tuple(layer.tid_bytes)))
+            while len(history) > 2 and now_ms - history[1][0] >= RATE_SPAN_MS:
+                history.popleft()
+            then_ms, then_bytes = history[0]
+            span_ms = now_ms - then_ms
             arriving = layer.ssrc is not None and now_ms - layer.last_packet_ms < LAYER_TIMEOUT_MS
-            cumulative = 0
-            temporal: list[int] = []
-            total = 0
-            n_tid = layer.max_tid + 1
-            for tid in range(4):
-                now_bits = layer.tid_bytes[tid] * 8
-                delta = now_bits - bits[tid]
-                bits[tid] = now_bits
-                if first:
-                    continue
-                rate = delta * 1000 // elapsed_ms
-                total += rate
-                if tid < n_tid:
-                    cumulative += rate
-                    temporal.append(cumulative)
-            if not arriving:
-                total = 0
-                temporal = []
-            elif old.bitrate_bps:
-                total = int(_SMOOTHING * total + (1 - _SMOOTHING) * old.bitrate_bps)
-                if len(old.temporal_bitrates_bps) == len(temporal):
-                    temporal = [
-                        int(_SMOOTHING * t + (1 - _SMOOTHING) * o)
-                        for t, o in zip(temporal, old.temporal_bitrates_bps, strict=True)
-                    ]
-            rates.append(LayerRates(arriving, total, tuple(temporal) if n_tid > 1 else ()))
+            if span_ms <= 0 or not arriving:
+                rates.append(LayerRates(arriving, 0))
+                continue
+            per_tid = [
+                (layer.tid_bytes[tid] - then_bytes[tid]) * 8000 // span_ms for tid in range(4)
+            ]
+            temporal: tuple[int, ...] = ()
+            if layer.max_tid > 0:
+                temporal = tuple(itertools.accumulate(per_tid[: layer.max_tid + 1]))
+            rates.append(LayerRates(arriving, sum(per_tid), temporal))
         self._rates = rates
         if self.simulcast and not self._order_fixed:
             self._sort_by_size()
