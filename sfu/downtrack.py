@@ -36,6 +36,7 @@ from sfu.core.rtp import (
     build_extension_block,
     parse_header,
 )
+from sfu.core.seqnum import seq_diff
 from sfu.core.vp8 import parse_descriptor
 from sfu.core.vp8_munger import Vp8Munger, rewrite_descriptor
 
@@ -131,6 +132,10 @@ class DownTrack:
         #: applied one changes only at frame starts, upwards only at a TL0 frame.
         self._max_temporal = -1
         self._active_temporal = -1
+        self._target_temporal = -1
+        #: Outgoing seq of the first packet since the last (re)start: the VP8
+        #: munger can renumber retransmissions from this period only.
+        self._period_start: int | None = None
         self.vp8 = Vp8Munger() if track.codec.name.lower() == "vp8" else None
         #: Called after the forwarded spatial layer changed (and at the first one).
         self.on_layer_change: Callable[[DownTrack], None] | None = None
@@ -161,7 +166,8 @@ class DownTrack:
             return None
         if self._target is not None:
             return self._target
-        return self.receiver if self._source is None else None
+        # Not started, or the publisher restarted this layer with a new SSRC.
+        return self.receiver if self._source != self.receiver.ssrc else None
 
     @property
     def waiting_for_keyframe(self) -> bool:
@@ -195,7 +201,7 @@ class DownTrack:
             self._switch(wanted, source, header, ext_seq, arrival_s, vp8)
         if vp8 is not None and vp8.tid is not None:
             if vp8.frame_start and self._active_temporal != self._max_temporal:
-                self._apply_temporal(vp8)
+                self._apply_temporal(vp8, keyframe)
             if 0 <= self._active_temporal < vp8.tid:
                 # A temporal layer this subscriber does not get (RFC 7741 §4.2:
                 # TID); close the sequence gap and the PictureID gap.
@@ -214,6 +220,8 @@ class DownTrack:
             self.dropped_late += 1
             return
         out_seq, out_ts = translated
+        if self._period_start is None:
+            self._period_start = out_seq
         # Remember one (source, out) timestamp pair: their difference is the offset
         # that translates the publisher's sender reports.
         self._last_src_ts = header.timestamp
@@ -247,16 +255,20 @@ class DownTrack:
             self.vp8.switch(
                 vp8.picture_id, vp8.tl0picidx, picture_id_bits=vp8.picture_id_bits or 15
             )
-        self._active_temporal = self._max_temporal  # a keyframe is a TL0 frame
+        if layer is self._target:
+            self._max_temporal = self._target_temporal
+        self._active_temporal = self._max_temporal  # a keyframe references nothing
         self._source = source
+        self._period_start = None  # set by the next translated packet
         old = self.receiver
         self._target = None
-        if self._chosen:
+        if self._chosen and layer is not old:
             self.selector.on_switched(
                 int(arrival_s * 1000),
                 Layer(self.track.layers.index(layer), self._max_temporal),
                 self._switch_reason,
             )
+        self._switch_reason = ""
         if layer is not old:
             old.remove_downtrack(self)
             self.receiver = layer
@@ -273,14 +285,23 @@ class DownTrack:
             if self.on_layer_change is not None:
                 self.on_layer_change(self)
 
-    def _apply_temporal(self, vp8: Vp8Descriptor) -> None:
+    def _apply_temporal(self, vp8: Vp8Descriptor, keyframe: bool) -> None:
+        """Move the temporal ceiling towards the wanted one at a frame start."""
         wanted = self._max_temporal
         active = self._active_temporal
-        going_up = wanted < 0 or (0 <= active < wanted)
-        # Down at any frame start; up only at a TL0 frame (or a layer-sync
-        # frame of the new layers), whose references the subscriber has.
-        if not going_up or vp8.tid == 0 or (vp8.layer_sync and vp8.tid is not None):
+        if keyframe or (wanted >= 0 and (active < 0 or wanted < active)):
+            # Down at any frame: frames of the kept layers never reference the
+            # dropped ones. Anything at a keyframe, which references nothing.
             self._active_temporal = wanted
+            return
+        tid = vp8.tid
+        # Up one layer at a time, at a frame of that layer with the Y bit set:
+        # RFC 7741 §4.2, such a frame references only TL0 frames (or sync
+        # frames), which the subscriber has; a TL0 frame alone does not make
+        # the next TL1/TL2 frames decodable (their references may be older
+        # upper-layer frames it never got).
+        if vp8.layer_sync and tid is not None and tid == active + 1:
+            self._active_temporal = tid if wanted < 0 or tid < wanted else wanted
 
     def _extension_block(
         self, level: bytes | None, orientation: bytes | None, send_time: bytes
@@ -319,17 +340,30 @@ class DownTrack:
             self.ssrc,
         )
         # Payload and any padding are copied unchanged: the server never decodes
-        # media; only the VP8 descriptor's ids are renumbered, in place.
-        out = b"".join((head, ext_block, memoryview(packet)[header.payload_start :]))
+        # media; only the VP8 descriptor's ids are renumbered.
+        start = header.payload_start
         if vp8 is not None and self.vp8 is not None:
-            picture_id, tl0 = self.vp8.translate(
-                vp8.picture_id, vp8.tl0picidx, picture_id_bits=vp8.picture_id_bits or 15
-            )
-            if self.vp8.changed:
-                buf = bytearray(out)
-                rewrite_descriptor(buf, len(head) + len(ext_block), picture_id, tl0)
-                return bytes(buf)
-        return out
+            descriptor = self._renumbered_descriptor(packet, start, vp8)
+            if descriptor is not None:
+                rest = memoryview(packet)[start + vp8.size :]
+                return b"".join((head, ext_block, descriptor, rest))
+        return b"".join((head, ext_block, memoryview(packet)[start:]))
+
+    def _renumbered_descriptor(
+        self, packet: bytes, start: int, vp8: Vp8Descriptor
+    ) -> bytearray | None:
+        """The VP8 descriptor with this subscriber's PictureID / TL0PICIDX, or None
+        when they equal the publisher's (then the packet is copied as it is)."""
+        munger = self.vp8
+        assert munger is not None
+        picture_id, tl0 = munger.translate(
+            vp8.picture_id, vp8.tl0picidx, picture_id_bits=vp8.picture_id_bits or 15
+        )
+        if not munger.changed:
+            return None
+        descriptor = bytearray(packet[start : start + vp8.size])  # at most 6 octets
+        rewrite_descriptor(descriptor, 0, picture_id, tl0)
+        return descriptor
 
     def _rtx(
         self,
@@ -351,23 +385,14 @@ class DownTrack:
             out_ts,
             self.rtx_ssrc or 0,
         )
-        out = b"".join(
-            (
-                head,
-                ext_block,
-                _OSN.pack(out_seq),
-                memoryview(packet)[header.payload_start : header.payload_end],
-            )
-        )
+        start = header.payload_start
+        end = header.payload_end
         if vp8 is not None and self.vp8 is not None:
-            picture_id, tl0 = self.vp8.translate(
-                vp8.picture_id, vp8.tl0picidx, picture_id_bits=vp8.picture_id_bits or 15
-            )
-            if self.vp8.changed:
-                buf = bytearray(out)
-                rewrite_descriptor(buf, len(head) + len(ext_block) + 2, picture_id, tl0)
-                return bytes(buf)
-        return out
+            descriptor = self._renumbered_descriptor(packet, start, vp8)
+            if descriptor is not None:
+                rest = memoryview(packet)[start + vp8.size : end]
+                return b"".join((head, ext_block, _OSN.pack(out_seq), descriptor, rest))
+        return b"".join((head, ext_block, _OSN.pack(out_seq), memoryview(packet)[start:end]))
 
     # --- RTCP from the subscriber --------------------------------------------
 
@@ -379,9 +404,17 @@ class DownTrack:
         for out_seq in lost:
             self.nacks_received += 1
             found = self.munger.source_of(out_seq)
-            if found is None or found[0] != receiver.ssrc:
-                # A packet of a layer left behind: its VP8 ids cannot be
-                # renumbered any more, and the keyframe that followed replaced it.
+            if (
+                found is None
+                or found[0] != receiver.ssrc
+                or (
+                    self.vp8 is not None
+                    and (self._period_start is None or seq_diff(out_seq, self._period_start) < 0)
+                )
+            ):
+                # A packet of a layer left behind, or (VP8) of an earlier period
+                # of this layer: its VP8 ids can no longer be renumbered, and
+                # the keyframe that started this period replaced it.
                 self.nack_misses += 1
                 continue
             packet = receiver.cache.get(found[1])
@@ -504,7 +537,8 @@ class DownTrack:
         heading = self._target or self.receiver
         current = None
         if self._chosen and now_ms - self._first_choice_ms >= STARTUP_MS:
-            current = Layer(layers.index(heading), self._max_temporal)
+            temporal = self._target_temporal if self._target is not None else self._max_temporal
+            current = Layer(layers.index(heading), temporal)
         # else: a first choice. Right after subscribing, the publisher's layers
         # may still be coming up and the estimate still unknown; until
         # STARTUP_MS has passed every choice is a first one (best fit, no hold).
@@ -520,19 +554,39 @@ class DownTrack:
         if not self._chosen:
             self._chosen = True
             self._first_choice_ms = now_ms
-        self._max_temporal = choice.temporal
         wanted = layers[choice.spatial]
         if wanted is heading:
+            # Same spatial layer; a temporal change applies to the layer that
+            # will carry it (the pending target's keyframe sets its own).
+            if self._target is None:
+                self._max_temporal = choice.temporal
+            else:
+                self._target_temporal = choice.temporal
             return
         if self._target is not None:
             self._target.remove_downtrack(self)
             self._target = None
         if wanted is self.receiver:
+            self._max_temporal = choice.temporal
             return  # back to the layer still being forwarded: switch called off
+        self._target_temporal = choice.temporal
         self._target = wanted
         self._switch_reason = self.selector.reason
         wanted.add_downtrack(self)
         wanted.request_keyframe(now_ms)
+
+    def on_layers_reordered(self) -> None:
+        """The track re-sorted its layers by picture size: indices and quality
+        names moved, so the selector starts over and the client hears which
+        quality it now gets."""
+        self.selector = LayerSelector()
+        self._chosen = False
+        if self.forwarded_quality is not None and self._source is not None:
+            quality = self.track.quality_of(self.receiver)
+            if quality != self.forwarded_quality:
+                self.forwarded_quality = quality
+                if self.on_layer_change is not None:
+                    self.on_layer_change(self)
 
     def _await_initial(self, layer: Receiver) -> None:
         if layer is not self.receiver:

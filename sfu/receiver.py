@@ -105,6 +105,7 @@ class Receiver:
         #: Highest VP8 TID seen, -1 while the stream carries no temporal layers.
         self.max_tid = -1
         self.last_packet_ms = 0
+        self._key_ts: int | None = None
         #: Picture size from the latest VP8 keyframe header (RFC 6386 §9.1), 0 if unknown.
         self.width = 0
         self.height = 0
@@ -155,11 +156,18 @@ class Receiver:
                     # RFC 6386 §9.1: 3-byte frame tag, start code, 14-bit sizes.
                     self.width = (packet[start + 6] | packet[start + 7] << 8) & 0x3FFF
                     self.height = (packet[start + 8] | packet[start + 9] << 8) & 0x3FFF
-        elif self.is_video:
-            keyframe = is_keyframe(
-                self.codec_name, packet[header.payload_start : header.payload_end]
-            )
+        else:
+            self.tid_bytes[0] += header.payload_end - header.payload_start
+            if self.is_video:
+                # H.264 marks every IDR slice (and SPS) as key: only the first
+                # key packet of a frame is where a decoder, or a switch, can
+                # start (later slices of that IDR would make a broken picture).
+                keyframe = (
+                    is_keyframe(self.codec_name, packet[header.payload_start : header.payload_end])
+                    and header.timestamp != self._key_ts
+                )
         if keyframe:
+            self._key_ts = header.timestamp
             self.keyframes_seen += 1
             self.keyframes.on_keyframe(now_ms)
 

@@ -145,11 +145,12 @@ class PublishedTrack:
     def tick(self, now_ms: int) -> None:
         """Update each layer's arrival state (every call, so a layer that stops is
         noticed within a tick) and, every RATE_WINDOW_MS, its bitrates."""
+        was_arriving = [rate.arriving for rate in self._rates]
         if now_ms - self._last_rate_ms >= RATE_WINDOW_MS:
             self._last_rate_ms = now_ms
             self._measure(now_ms)
         rates = self._rates
-        changed = False
+        changed = [rate.arriving for rate in rates] != was_arriving
         for i, layer in enumerate(self.layers):
             arriving = layer.ssrc is not None and now_ms - layer.last_packet_ms < LAYER_TIMEOUT_MS
             if arriving != rates[i].arriving:
@@ -200,9 +201,11 @@ class PublishedTrack:
         if any(layer.width == 0 for layer in self.layers):
             return
         ordered = sorted(self.layers, key=lambda layer: layer.width * layer.height)
+        self._order_fixed = True
         if ordered != self.layers:
             self._reorder(ordered)
-        self._order_fixed = True
+            for downtrack in self.downtracks:
+                downtrack.on_layers_reordered()
 
     # --- lifetime ------------------------------------------------------------
 

@@ -306,8 +306,10 @@ class RoomManager:
     def _drop_track(self, participant: Participant, track: Track) -> None:
         participant.tracks.pop(track.id, None)
         for other in participant.room.participants.values():
+            # Preferences may be stored before a subscription: forget them all.
+            other.quality.pop(track.id, None)
+            other.video_size.pop(track.id, None)
             if other.peer.subscriber is not None and other.peer.subscriber.remove_track(track.id):
-                other.quality.pop(track.id, None)
                 other.negotiate_subscriber()
         track.media.close()
         if participant.peer.publisher is not None:
@@ -319,8 +321,9 @@ class RoomManager:
             return False
         downtrack = subscriber.add_track(track.media, track.publisher_id)
         quality = participant.quality.get(track.id)
-        if quality == "off":
+        if quality == "off" and track.kind == "video":
             downtrack.pause()
+            participant.send(m.layer_changed(track.id, "off"))
         downtrack.set_preference(
             quality if quality not in (None, "off") else None,
             participant.video_size.get(track.id),
