@@ -129,6 +129,9 @@ def cmd_bot(args: argparse.Namespace) -> int:
     from sfu_bot.client import Bot
 
     logging.basicConfig(level=getattr(logging, args.log_level.upper()))
+    if args.simulcast and args.codec != "vp8":
+        print("sfu bot: --simulcast publishes VP8 layers; drop --codec", file=sys.stderr)
+        return 2
     token = args.token or issue_token(
         DEV_KEY, DEV_SECRET, args.room, args.identity, name=args.identity
     )
@@ -153,6 +156,7 @@ def cmd_bot(args: argparse.Namespace) -> int:
                 height=args.height,
                 fps=args.fps,
                 bitrate_bps=args.bitrate,
+                simulcast=args.simulcast,
             )
             print(json.dumps({"published": tracks}), flush=True)
         try:
@@ -226,6 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     bot.add_argument("--height", type=int, default=360)
     bot.add_argument("--fps", type=int, default=30)
     bot.add_argument("--bitrate", type=int, default=800_000)
+    bot.add_argument(
+        "--simulcast",
+        action="store_true",
+        help="publish three VP8 layers (320x180, 640x360, 1280x720) like a browser",
+    )
     bot.add_argument("--no-audio", action="store_true")
     bot.add_argument("--no-video", action="store_true")
     bot.add_argument(

@@ -58,7 +58,7 @@ def test_serve_without_keys_says_how_to_configure_them() -> None:
     assert "--keys" in out.stderr and "SFU_KEYS" in out.stderr and "--dev" in out.stderr
 
 
-def test_serve_and_two_bot_processes_make_a_call() -> None:
+def test_serve_and_two_bot_processes_make_a_simulcast_call() -> None:
     port = free_port()
     server = subprocess.Popen(
         [*SFU, "serve", "--dev", "--rtc-host", "127.0.0.1", "--port", str(port)],
@@ -79,7 +79,17 @@ def test_serve_and_two_bot_processes_make_a_call() -> None:
         url = f"ws://127.0.0.1:{port}"
         common = ["--url", url, "--room", "cli", "--width", "320", "--height", "240"]
         publisher = subprocess.Popen(
-            [*SFU, "bot", "publish", *common, "--identity", "pub", "--duration", "8"],
+            [
+                *SFU,
+                "bot",
+                "publish",
+                *common,
+                "--identity",
+                "pub",
+                "--duration",
+                "8",
+                "--simulcast",
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )
