@@ -27,7 +27,7 @@ from sfu.core.rtp import (
     parse_header,
 )
 from sfu.negotiate import AcceptedMedia, NegotiationError, UnsupportedMedia, answer_publish
-from sfu.receiver import Receiver  # noqa: F401 (one per layer)
+from sfu.receiver import Receiver
 from sfu.sdp import SdpError, SessionDescription, parse, serialize
 from sfu.track import PublishedTrack
 from sfu.transport import PeerTransport, TransportConfig
