@@ -137,6 +137,8 @@ class DownTrack:
         #: munger can renumber retransmissions from this period only.
         self._period_start: int | None = None
         self.vp8 = Vp8Munger() if track.codec.name.lower() == "vp8" else None
+        #: The last forwarded VP8 descriptor while the munger passes ids through.
+        self._last_vp8: Vp8Descriptor | None = None
         #: Called after the forwarded spatial layer changed (and at the first one).
         self.on_layer_change: Callable[[DownTrack], None] | None = None
         self.forwarded_quality: str | None = None
@@ -207,7 +209,9 @@ class DownTrack:
                 # TID); close the sequence gap and the PictureID gap.
                 self.munger.drop(source, ext_seq)
                 if self.vp8 is not None:
-                    self.vp8.drop_frame(vp8.picture_id, picture_id_bits=vp8.picture_id_bits or 15)
+                    self._vp8_munger().drop_frame(
+                        vp8.picture_id, picture_id_bits=vp8.picture_id_bits or 15
+                    )
                 self.dropped_temporal += 1
                 return
         if header.payload_end <= header.payload_start:
@@ -252,7 +256,7 @@ class DownTrack:
             advance = max(1, int(elapsed_s * layer.clock_rate))
         self.munger.start(source, ext_seq, header.timestamp, ts_advance=advance)
         if self.vp8 is not None and vp8 is not None:
-            self.vp8.switch(
+            self._vp8_munger().switch(
                 vp8.picture_id, vp8.tl0picidx, picture_id_bits=vp8.picture_id_bits or 15
             )
         if layer is self._target:
@@ -284,6 +288,22 @@ class DownTrack:
             self.forwarded_quality = quality
             if self.on_layer_change is not None:
                 self.on_layer_change(self)
+
+    def _vp8_munger(self) -> Vp8Munger:
+        """The VP8 munger, told the ids last sent if it was passing them through
+        (it is not fed per packet until its ids differ from the publisher's)."""
+        munger = self.vp8
+        assert munger is not None
+        last = self._last_vp8
+        if not munger.changed and last is not None:
+            # A fresh munger: one that saw only old frames could misread
+            # PictureIDs that wrapped since.
+            munger = self.vp8 = Vp8Munger()
+            munger.translate(
+                last.picture_id, last.tl0picidx, picture_id_bits=last.picture_id_bits or 15
+            )
+            self._last_vp8 = None
+        return munger
 
     def _apply_temporal(self, vp8: Vp8Descriptor, keyframe: bool) -> None:
         """Move the temporal ceiling towards the wanted one at a frame start."""
@@ -342,25 +362,24 @@ class DownTrack:
         # Payload and any padding are copied unchanged: the server never decodes
         # media; only the VP8 descriptor's ids are renumbered.
         start = header.payload_start
-        if vp8 is not None and self.vp8 is not None:
-            descriptor = self._renumbered_descriptor(packet, start, vp8)
-            if descriptor is not None:
+        munger = self.vp8
+        if vp8 is not None and munger is not None:
+            if munger.changed:
+                descriptor = self._renumbered_descriptor(packet, start, vp8)
                 rest = memoryview(packet)[start + vp8.size :]
                 return b"".join((head, ext_block, descriptor, rest))
+            # Pass-through (no switch or drop yet): the ids go out as they came,
+            # and the munger is brought up to date only when it is needed.
+            self._last_vp8 = vp8
         return b"".join((head, ext_block, memoryview(packet)[start:]))
 
-    def _renumbered_descriptor(
-        self, packet: bytes, start: int, vp8: Vp8Descriptor
-    ) -> bytearray | None:
-        """The VP8 descriptor with this subscriber's PictureID / TL0PICIDX, or None
-        when they equal the publisher's (then the packet is copied as it is)."""
+    def _renumbered_descriptor(self, packet: bytes, start: int, vp8: Vp8Descriptor) -> bytearray:
+        """The VP8 descriptor with this subscriber's PictureID / TL0PICIDX."""
         munger = self.vp8
         assert munger is not None
         picture_id, tl0 = munger.translate(
             vp8.picture_id, vp8.tl0picidx, picture_id_bits=vp8.picture_id_bits or 15
         )
-        if not munger.changed:
-            return None
         descriptor = bytearray(packet[start : start + vp8.size])  # at most 6 octets
         rewrite_descriptor(descriptor, 0, picture_id, tl0)
         return descriptor
@@ -387,11 +406,10 @@ class DownTrack:
         )
         start = header.payload_start
         end = header.payload_end
-        if vp8 is not None and self.vp8 is not None:
+        if vp8 is not None and self.vp8 is not None and self.vp8.changed:
             descriptor = self._renumbered_descriptor(packet, start, vp8)
-            if descriptor is not None:
-                rest = memoryview(packet)[start + vp8.size : end]
-                return b"".join((head, ext_block, _OSN.pack(out_seq), descriptor, rest))
+            rest = memoryview(packet)[start + vp8.size : end]
+            return b"".join((head, ext_block, _OSN.pack(out_seq), descriptor, rest))
         return b"".join((head, ext_block, _OSN.pack(out_seq), memoryview(packet)[start:end]))
 
     # --- RTCP from the subscriber --------------------------------------------
