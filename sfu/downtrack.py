@@ -171,10 +171,6 @@ class DownTrack:
         # Not started, or the publisher restarted this layer with a new SSRC.
         return self.receiver if self._source != self.receiver.ssrc else None
 
-    @property
-    def waiting_for_keyframe(self) -> bool:
-        return self.awaited_layer is not None
-
     # --- per packet ----------------------------------------------------------
 
     def write(

@@ -69,20 +69,6 @@ class PublishedTrack:
 
     # --- layers --------------------------------------------------------------
 
-    @property
-    def primary(self) -> Receiver:
-        """The highest layer (the only one without simulcast)."""
-        return self.layers[-1]
-
-    def layer_by_ssrc(self, ssrc: int) -> Receiver | None:
-        for layer in self.layers:
-            if layer.ssrc == ssrc:
-                return layer
-        return None
-
-    def index_of(self, layer: Receiver) -> int:
-        return self.layers.index(layer)
-
     def set_qualities(
         self, by_rid: dict[str, str], sizes: dict[str, tuple[int, int]] | None = None
     ) -> None:
