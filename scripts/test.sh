@@ -8,7 +8,7 @@ if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,fast]'
-.venv/bin/ruff check sfu signaling sfu_bot tests examples
+.venv/bin/ruff check sfu signaling sfu_bot bench tests examples
 # The browser tests (tests/browser) run Debian's Chromium inside a loopback-only
 # network namespace (unshare + ip): install what is missing.
 missing=()

@@ -150,6 +150,7 @@ class IceDtls:
         self.tx_srtp: pylibsrtp.Session | None = None
         self._sendto: Callable[[bytes, Any], None] | None = None
         self._remote_addr: tuple[str, int] | None = None
+        self._local_addr: tuple[str, int] | None = None
 
     async def gather(self) -> None:
         await self.gatherer.gather()
@@ -199,6 +200,7 @@ class IceDtls:
         self.tx_srtp = self.dtls._tx_srtp
         self._sendto = pair.protocol.transport.sendto
         self._remote_addr = pair.remote_addr
+        self._local_addr = (pair.local_candidate.host, pair.local_candidate.port)
         return True
 
     def set_srtp_sink(self, sink: SrtpSink | None) -> None:
@@ -218,6 +220,11 @@ class IceDtls:
     @property
     def remote_address(self) -> tuple[str, int] | None:
         return self._remote_addr
+
+    @property
+    def local_address(self) -> tuple[str, int] | None:
+        """Our end of the nominated pair (host, port), once connected."""
+        return self._local_addr
 
     @property
     def dropped_datagrams(self) -> int:

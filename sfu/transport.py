@@ -284,6 +284,10 @@ class PeerTransport:
         return self._link.remote_address
 
     @property
+    def local_address(self) -> tuple[str, int] | None:
+        return self._link.local_address
+
+    @property
     def dropped_datagrams(self) -> int:
         return self._link.dropped_datagrams
 

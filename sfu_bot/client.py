@@ -85,6 +85,7 @@ from sfu_bot.negotiation import (
     build_publish_offer,
     simulcast_answer,
 )
+from sfu_bot.stamp import add_send_stamp
 
 logger = logging.getLogger(__name__)
 
@@ -264,6 +265,8 @@ class Bot:
         remb_interval_s: float = 0.25,
         accept_rtx: bool = True,
         drop_incoming_every: int = 0,
+        sink: Callable[[bytes, float], None] | None = None,
+        stamp_send_time: bool = False,
         name: str = "bot",
     ) -> None:
         self.url = url
@@ -284,6 +287,12 @@ class Bot:
         #: (first transmissions only), so repairs must come from the server's cache.
         self.drop_incoming_every = drop_incoming_every
         self.dropped_incoming = 0
+        #: Load mode: every RTP packet received on the subscriber leg goes to
+        #: ``sink(packet, arrival_s)`` and nothing is recorded, NACKed or reported,
+        #: so hundreds of bots fit in one process (the benchmark's subscribers).
+        self.sink = sink
+        #: Append the send time to every packet published (see sfu_bot.stamp).
+        self.stamp_send_time = stamp_send_time
         self._incoming_video = 0
         self._transport_config = TransportConfig(host_addresses=rtc_hosts)
         self._certificate = aiortc_adapter.generate_certificate()
@@ -775,6 +784,8 @@ class Bot:
                 if self._drop_every and self._video_sent % self._drop_every == 0:
                     stream.dropped += 1  # simulated loss on the publisher leg
                     continue
+            if self.stamp_send_time:
+                packet = add_send_stamp(packet, time.monotonic_ns())
             transport.send_rtp(packet)
 
     def _on_pub_rtcp(self, data: bytes) -> None:
@@ -905,6 +916,9 @@ class Bot:
         ]
 
     def _on_sub_rtp(self, packet: bytes, arrival_s: float) -> None:
+        if self.sink is not None:
+            self.sink(packet, arrival_s)
+            return
         try:
             header = parse_header(packet)
         except RtpError:
@@ -994,7 +1008,8 @@ class Bot:
     async def _rtcp_loop(self) -> None:
         next_report = time.monotonic() + 1.0
         while not self.closed:
-            await asyncio.sleep(0.05)
+            # Load-mode bots send no NACKs: a slower tick keeps 400 of them cheap.
+            await asyncio.sleep(0.25 if self.sink is not None else 0.05)
             now = time.monotonic()
             now_ms = int(now * 1000)
             if self.sub is not None and self.sub.connected and self.send_nacks:

@@ -1,0 +1,146 @@
+"""Results as JSON, a Markdown table and a plot (PNG, when matplotlib is there)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["machine", "markdown", "write"]
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        import uvloop  # noqa: F401
+
+        loop = "uvloop"
+    except ImportError:
+        loop = "asyncio"
+    return {
+        "cpu": model or platform.processor(),
+        "cores": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "event_loop": loop,
+    }
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown(results: list[dict[str, Any]], info: dict[str, Any]) -> str:
+    lines = [
+        f"Run {info['date']} on {info['machine']['cpu']} ({info['machine']['cores']} cores), "
+        f"Python {info['machine']['python']}, {info['machine']['event_loop']}; "
+        f"server pinned to one core, {info['duration_s']:.0f} s windows.",
+        "",
+        "| scenario | subs | fwd pkt/s | server CPU | µs/pkt | floor µs/pkt | ratio "
+        "| delivery | delay p50 / p99 ms | join→frame p50 / max ms | RSS MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['scenario']} | failed: {r['error']} |" + " |" * 9)
+            continue
+        delay = r.get("delay_probe", {})
+        join = r.get("join_to_first_frame", {})
+        delivery = r.get("delivery")
+        lines.append(
+            "| {scenario} | {subs} | {pps} | {share} | {us} | {floor} | {ratio} | {delivery} "
+            "| {d50} / {d99} | {j50} / {jmax} | {rss} |".format(
+                scenario=r["scenario"],
+                subs=r.get("subscribers", "–"),
+                pps=_fmt(r.get("forwarded_pps")),
+                share=f"{r['server_cpu_share'] * 100:.0f} %" if "server_cpu_share" in r else "–",
+                us=_fmt(r.get("server_us_per_packet")),
+                floor=_fmt(r.get("floor_us_per_packet")),
+                ratio=_fmt(r.get("ratio_to_floor")),
+                delivery=f"{delivery * 100:.2f} %" if delivery is not None else "–",
+                d50=_fmt(delay.get("p50_ms")),
+                d99=_fmt(delay.get("p99_ms")),
+                j50=_fmt(join.get("p50_ms"), 0),
+                jmax=_fmt(join.get("max_ms"), 0),
+                rss=_fmt(r.get("server_rss_mb"), 0),
+            )
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: list[dict[str, Any]], path: Path) -> bool:
+    """Fan-out: cost per packet (server and floor) and delay against N."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fan = sorted(
+        (r for r in results if r.get("kind") == "fanout" and "error" not in r),
+        key=lambda r: r["subscribers"],
+    )
+    if not fan:
+        return False
+    n = [r["subscribers"] for r in fan]
+    fig, (cost, delay) = plt.subplots(1, 2, figsize=(10, 4))
+    cost.plot(n, [r.get("server_us_per_packet") for r in fan], "o-", label="server")
+    cost.plot(n, [r.get("floor_us_per_packet") for r in fan], "s--", label="floor (protect+send)")
+    cost.set_xscale("log")
+    cost.set_xticks(n, [str(x) for x in n])
+    cost.set_xlabel("subscribers")
+    cost.set_ylabel("CPU µs per forwarded packet")
+    cost.set_ylim(bottom=0)
+    cost.legend()
+    cost.set_title("Fan-out 1→N: cost per packet")
+    delay.plot(n, [r["delay_probe"].get("p50_ms") for r in fan], "o-", label="p50")
+    delay.plot(n, [r["delay_probe"].get("p99_ms") for r in fan], "s-", label="p99")
+    delay.set_xscale("log")
+    delay.set_xticks(n, [str(x) for x in n])
+    delay.set_xlabel("subscribers")
+    delay.set_ylabel("ms, publisher send → last subscriber")
+    delay.set_ylim(bottom=0)
+    delay.legend()
+    delay.set_title("Added delay")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write(
+    results: list[dict[str, Any]], info: dict[str, Any], out_dir: Path, stem: str
+) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    json_path = out_dir / f"{stem}.json"
+    json_path.write_text(json.dumps({"run": info, "results": results}, indent=2) + "\n")
+    written.append(json_path)
+    md_path = out_dir / f"{stem}.md"
+    md_path.write_text(markdown(results, info))
+    written.append(md_path)
+    png_path = out_dir / f"{stem}.png"
+    if plot(results, png_path):
+        written.append(png_path)
+    return written
+
+
+def today() -> str:
+    return time.strftime("%Y-%m-%d")
