@@ -32,12 +32,22 @@ def _parse() -> argparse.Namespace:
         default=",".join(map(str, DEFAULT_FANOUT)),
         help="subscriber counts of the fan-out scenario",
     )
-    parser.add_argument("--meeting", type=int, default=10, help="participants of the meeting")
+    parser.add_argument("--meeting", type=int, default=10, help="participants per meeting")
+    parser.add_argument(
+        "--meeting-rooms",
+        default="1,3",
+        help="meetings at once, one run per value (3 x 10x10 loads about half a core)",
+    )
     parser.add_argument(
         "--simulcast", type=int, default=99, help="subscribers, spread over 3 layers"
     )
     parser.add_argument("--duration", type=float, default=10.0, help="window seconds per scenario")
     parser.add_argument("--probe-joins", type=int, default=5)
+    parser.add_argument(
+        "--no-pacing",
+        action="store_true",
+        help="publishers send each frame in one burst instead of pacing like a browser",
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--name", default=None, help="file stem of the reports (default: date)")
     parser.add_argument(
@@ -49,7 +59,10 @@ def _parse() -> argparse.Namespace:
 async def _main(args: argparse.Namespace) -> list[dict[str, Any]]:
     server_cpu = scenarios.pin_load_generator()
     options = scenarios.Options(
-        duration_s=args.duration, probe_joins=args.probe_joins, server_cpu=server_cpu
+        duration_s=args.duration,
+        probe_joins=args.probe_joins,
+        server_cpu=server_cpu,
+        pacing=not args.no_pacing,
     )
     plan: list[tuple[str, Any]] = []
     wanted = [s.strip() for s in args.scenarios.split(",") if s.strip()]
@@ -94,6 +107,7 @@ def main() -> int:
         "date": report.today(),
         "machine": report.machine(),
         "duration_s": args.duration,
+        "pacing": not args.no_pacing,
         "command": " ".join(sys.argv),
     }
     stem = args.name or ("smoke" if args.smoke else report.today())

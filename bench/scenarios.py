@@ -40,6 +40,9 @@ from sfu_bot.client import DEFAULT_SIMULCAST_LAYERS, Bot
 
 ROOM = "bench"
 JOIN_CONCURRENCY = 16
+#: WebRTC's pacer sends at 2.5x the target bitrate (kDefaultPaceMultiplier).
+PACING_FACTOR = 2.5
+AUDIO_BPS = 64_000
 _QUALITY_RID = {"low": "q", "medium": "h", "high": "f"}
 
 
@@ -48,6 +51,9 @@ class Options:
     duration_s: float = 10.0
     probe_joins: int = 5
     server_cpu: int | None = 0
+    #: Publishers pace like a browser (2.5x their bitrate); False sends every
+    #: frame in one burst, the harsher case for delay.
+    pacing: bool = True
     log_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
 
 
@@ -85,22 +91,26 @@ class Run:
         await self.server.stop()
 
     async def publisher(
-        self, name: str, *, simulcast: bool = False, subscribe: bool = False
+        self, name: str, *, simulcast: bool = False, subscribe: bool = False, room: str = ROOM
     ) -> Bot:
         counter = Counter() if subscribe else None
+        video = VideoSpec()
+        sent_bps = AUDIO_BPS + (
+            sum(bps for *_, bps in DEFAULT_SIMULCAST_LAYERS) if simulcast else video.bitrate_bps
+        )
         bot = Bot(
             self.server.url,
-            self.server.token(ROOM, name),
+            self.server.token(room, name),
             name=name,
             auto_subscribe=subscribe,
             sink=counter,
             stamp_send_time=True,
+            pacing_bps=int(PACING_FACTOR * sent_bps) if self.options.pacing else None,
         )
         if counter is not None:
             counter.bot = bot
             self.subscribers.append((bot, counter))
         await bot.connect()
-        video = VideoSpec()
         await bot.publish(
             width=video.width,
             height=video.height,
@@ -267,11 +277,14 @@ def _spec(spec: VideoSpec | None = None) -> dict[str, int]:
     return {"width": spec.width, "height": spec.height, "bitrate_bps": spec.bitrate_bps}
 
 
-async def meeting(participants: int, options: Options) -> dict[str, Any]:
-    """Everyone publishes and everyone subscribes to everyone else."""
-    async with Run(f"meeting-{participants}x{participants}", options) as run:
-        for i in range(participants):
-            await run.publisher(f"p{i}", subscribe=True)
+async def meeting(participants: int, rooms: int, options: Options) -> dict[str, Any]:
+    """``rooms`` meetings at once, in each everyone publishes and subscribes to
+    everyone else (the probe joins the first room)."""
+    async with Run(f"meeting-{rooms}x{participants}", options) as run:
+        for r in range(rooms):
+            room = ROOM if r == 0 else f"{ROOM}-{r}"
+            for i in range(participants):
+                await run.publisher(f"r{r}p{i}", subscribe=True, room=room)
         # Wait until every participant gets every other participant's video.
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -288,12 +301,17 @@ async def meeting(participants: int, options: Options) -> dict[str, Any]:
             return total * (participants - 1)
 
         await run.measure(expected)
+        run.result["rooms"] = rooms
+        run.result["participants_per_room"] = participants
         bots = [bot for bot, _ in run.subscribers]
         dests = run.dests(bots)
-        streams = [
-            {"video": _spec(), "audio": True, "dests": dests[:i] + dests[i + 1 :]}
-            for i in range(len(dests))
-        ]
+        streams = []
+        for r in range(rooms):
+            group = dests[r * participants : (r + 1) * participants]
+            streams += [
+                {"video": _spec(), "audio": True, "dests": group[:i] + group[i + 1 :]}
+                for i in range(len(group))
+            ]
         await run.floor(streams)
         run.result["kind"] = "meeting"
         return run.result

@@ -92,6 +92,9 @@ logger = logging.getLogger(__name__)
 _OSN = struct.Struct("!H")
 HISTORY_PACKETS = 1024
 MAX_MESSAGES = 2000
+#: Pacer slot (WebRTC's pacer works in 5 ms intervals) and queue bound.
+PACER_INTERVAL_S = 0.005
+PACER_QUEUE_PACKETS = 2000
 #: Bound on the per-packet logs of a received track (cleared when exceeded).
 MAX_RECORDED_PACKETS = 200_000
 
@@ -267,6 +270,7 @@ class Bot:
         drop_incoming_every: int = 0,
         sink: Callable[[bytes, float], None] | None = None,
         stamp_send_time: bool = False,
+        pacing_bps: int | None = None,
         name: str = "bot",
     ) -> None:
         self.url = url
@@ -293,6 +297,13 @@ class Bot:
         self.sink = sink
         #: Append the send time to every packet published (see sfu_bot.stamp).
         self.stamp_send_time = stamp_send_time
+        #: Send published media through a pacer at this rate, as browsers do
+        #: (WebRTC paces at 2.5x its target bitrate in 5 ms slots, so a keyframe
+        #: leaves over tens of milliseconds, not in one burst); None: no pacer.
+        self.pacing_bps = pacing_bps
+        self._pace_queue: collections.deque[bytes] = collections.deque()
+        self._pace_budget = 0.0
+        self.pacer_dropped = 0
         self._incoming_video = 0
         self._transport_config = TransportConfig(host_addresses=rtc_hosts)
         self._certificate = aiortc_adapter.generate_certificate()
@@ -614,6 +625,9 @@ class Bot:
         self.pub.start(remote, "server" if remote.setup == "active" else "client")
         await self._wait_connected(self.pub, timeout)
         self._spawn(self._send_loop(), "bot-send")
+        if self.pacing_bps is not None:
+            self._pace_budget = self.pacing_bps / 8 * PACER_INTERVAL_S
+            self._spawn(self._pacer_loop(), "bot-pacer")
         return {s.info.track_name: s.track_id or "" for s in self.streams.values()}
 
     def _apply_publish_answer(self, stream: SendStream, section: MediaSection) -> None:
@@ -784,9 +798,41 @@ class Bot:
                 if self._drop_every and self._video_sent % self._drop_every == 0:
                     stream.dropped += 1  # simulated loss on the publisher leg
                     continue
-            if self.stamp_send_time:
-                packet = add_send_stamp(packet, time.monotonic_ns())
-            transport.send_rtp(packet)
+            self._transmit(packet)
+
+    def _transmit(self, packet: bytes) -> None:
+        """Send a published packet now, or queue it behind the pacer."""
+        if self.pacing_bps is not None and (self._pace_queue or self._pace_budget <= 0):
+            if len(self._pace_queue) >= PACER_QUEUE_PACKETS:
+                self.pacer_dropped += 1
+                return
+            self._pace_queue.append(packet)
+            return
+        self._send_now(packet)
+
+    def _send_now(self, packet: bytes) -> None:
+        if self.pub is None:
+            return
+        if self.stamp_send_time:
+            packet = add_send_stamp(packet, time.monotonic_ns())
+        self._pace_budget -= len(packet)
+        self.pub.send_rtp(packet)
+
+    async def _pacer_loop(self) -> None:
+        assert self.pacing_bps is not None
+        rate_bytes_per_s = self.pacing_bps / 8
+        burst_bytes = rate_bytes_per_s * PACER_INTERVAL_S
+        last = time.monotonic()
+        while not self.closed:
+            await asyncio.sleep(PACER_INTERVAL_S)
+            now = time.monotonic()
+            self._pace_budget = min(
+                self._pace_budget + rate_bytes_per_s * (now - last), burst_bytes
+            )
+            last = now
+            queue = self._pace_queue
+            while queue and self._pace_budget > 0:
+                self._send_now(queue.popleft())
 
     def _on_pub_rtcp(self, data: bytes) -> None:
         try:
