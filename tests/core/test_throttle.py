@@ -27,17 +27,26 @@ SCENARIOS: dict[str, tuple[int, list[tuple[Any, ...]]]] = {
             ("state", 3, True),
         ],
     ),
-    "keyframe_clears_pending_but_not_the_throttle": (
+    "answered_request_reopens_after_the_shorter_interval": (
         500,
         [
             ("ask", 10_000, True),
             ("kf", 10_050),
             ("state", 1, False),
             ("ask", 10_100, False),
+            ("ask", 10_199, False),
             ("state", 1, False),
-            ("ask", 10_500, True),
+            ("ask", 10_200, True),
             ("state", 2, True),
+            # in flight again: the full interval applies
+            ("ask", 10_400, False),
+            ("ask", 10_699, False),
+            ("ask", 10_700, True),
         ],
+    ),
+    "keyframe_before_answer_time_still_counts": (
+        500,
+        [("ask", 0, True), ("kf", 5), ("ask", 150, False), ("ask", 200, True)],
     ),
     "keyframe_without_request": (
         500,
@@ -74,3 +83,15 @@ def test_default_interval_is_500_ms() -> None:
 def test_negative_interval_rejected() -> None:
     with pytest.raises(ValueError):
         KeyframeRequester(-1)
+    with pytest.raises(ValueError):
+        KeyframeRequester(500, answered_interval_ms=501)
+    with pytest.raises(ValueError):
+        KeyframeRequester(500, answered_interval_ms=-1)
+
+
+def test_answered_interval_can_be_set() -> None:
+    kr = KeyframeRequester(500, answered_interval_ms=50)
+    assert kr.should_request(0)
+    kr.on_keyframe(20)
+    assert not kr.should_request(49)
+    assert kr.should_request(50)
