@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from sfu.core.fanout import ExtensionLayout, SharedParts, extension_layout
 from sfu.core.layers import Layer, LayerSelector, max_spatial_for_size
 from sfu.core.munger import RtpMunger
 from sfu.core.rtcp import pack_sdes_cname, pack_sender_report
@@ -33,7 +34,6 @@ from sfu.core.rtp import (
     EXT_VIDEO_ORIENTATION,
     RtpError,
     abs_send_time,
-    build_extension_block,
     parse_header,
 )
 from sfu.core.seqnum import seq_diff
@@ -87,10 +87,8 @@ class DownTrack:
         self.use_rtx = False
         self._send = send_rtp
         self._mid_value = mid.encode()
-        self._mid_element: tuple[int, bytes] | None = None
-        self._send_time_id = 0
-        self._level_id = 0
-        self._orientation_id = 0
+        #: The header extensions written (none until the answer is applied).
+        self._layout: ExtensionLayout = extension_layout(0, self._mid_value, 0, 0, 0)
         self.munger = RtpMunger(seq_start, ts_start)
         self._source: int | None = None
         self._last_src_ts = 0
@@ -150,11 +148,13 @@ class DownTrack:
     def configure(self, extension_ids: dict[str, int], use_rtx: bool) -> None:
         """Apply what the subscriber's answer accepted."""
         # Resolved once here, not per packet: 0 means "not negotiated".
-        mid_id = extension_ids.get(EXT_MID, 0)
-        self._mid_element = (mid_id, self._mid_value) if mid_id else None
-        self._send_time_id = extension_ids.get(EXT_ABS_SEND_TIME, 0)
-        self._level_id = extension_ids.get(EXT_AUDIO_LEVEL, 0)
-        self._orientation_id = extension_ids.get(EXT_VIDEO_ORIENTATION, 0)
+        self._layout = extension_layout(
+            extension_ids.get(EXT_MID, 0),
+            self._mid_value,
+            extension_ids.get(EXT_ABS_SEND_TIME, 0),
+            extension_ids.get(EXT_AUDIO_LEVEL, 0),
+            extension_ids.get(EXT_VIDEO_ORIENTATION, 0),
+        )
         self.use_rtx = use_rtx and self.rtx_ssrc is not None and self.rtx_payload_type is not None
 
     def attach(self) -> None:
@@ -179,12 +179,12 @@ class DownTrack:
         header: RtpHeader,
         ext_seq: int,
         keyframe: bool,
-        level: bytes | None,
-        orientation: bytes | None,
-        send_time: bytes,
         arrival_s: float,
-        vp8: Vp8Descriptor | None = None,
+        vp8: Vp8Descriptor | None,
+        shared: SharedParts,
     ) -> None:
+        """Forward one packet of a layer this DownTrack is attached to; `shared`
+        holds what every subscriber's copy of it has in common."""
         if not self.active or self.paused:
             return
         source = header.ssrc
@@ -198,7 +198,8 @@ class DownTrack:
                 return
             self._switch(wanted, source, header, ext_seq, arrival_s, vp8)
         if vp8 is not None and vp8.tid is not None:
-            if vp8.frame_start and self._active_temporal != self._max_temporal:
+            # Cheap comparison first: frame_start is a property (a call).
+            if self._active_temporal != self._max_temporal and vp8.frame_start:
                 self._apply_temporal(vp8, keyframe)
             if 0 <= self._active_temporal < vp8.tid:
                 # A temporal layer this subscriber does not get (RFC 7741 §4.2:
@@ -227,7 +228,27 @@ class DownTrack:
         self._last_src_ts = header.timestamp
         self._last_out_ts = out_ts
         self._last_arrival_s = arrival_s
-        out = self._rewrite(packet, header, out_seq, out_ts, level, orientation, send_time, vp8)
+        munger = self.vp8
+        if munger is not None and vp8 is not None and munger.changed:
+            out = self._rewrite(packet, header, out_seq, out_ts, shared, vp8)
+        else:
+            if munger is not None and vp8 is not None:
+                # Pass-through (no switch or drop yet): the ids go out as they
+                # came, and the munger is brought up to date only when needed.
+                self._last_vp8 = vp8
+            # _rewrite's common case inlined (a call per packet x subscriber):
+            # the subscriber's fixed header + the shared tail, one concatenation.
+            layout = self._layout
+            first = 0xA0 if header.padding else 0x80
+            if layout.always or shared.block(layout):
+                first |= 0x10  # X: an extension block follows (RFC 3550 §5.3.1)
+            out = _HEADER.pack(
+                first,
+                (0x80 if header.marker else 0) | self.payload_type,
+                out_seq,
+                out_ts,
+                self.ssrc,
+            ) + shared.tail(layout)
         if self._send(out):
             self.packets_sent += 1
             self.octets_sent += header.payload_end - header.payload_start
@@ -319,21 +340,16 @@ class DownTrack:
         if vp8.layer_sync and tid is not None and tid == active + 1:
             self._active_temporal = tid if wanted < 0 or tid < wanted else wanted
 
-    def _extension_block(
-        self, level: bytes | None, orientation: bytes | None, send_time: bytes
-    ) -> bytes:
-        """The subscriber's extension block: our MID and send time, and the
-        publisher's audio level / video orientation under the subscriber's ids."""
-        elements: list[tuple[int, bytes]] = []
-        if self._mid_element is not None:
-            elements.append(self._mid_element)
-        if self._send_time_id:
-            elements.append((self._send_time_id, send_time))
-        if level is not None and self._level_id:
-            elements.append((self._level_id, level))
-        if orientation is not None and self._orientation_id:
-            elements.append((self._orientation_id, orientation))
-        return build_extension_block(elements) if elements else b""
+    def _head(self, header: RtpHeader, out_seq: int, out_ts: int, shared: SharedParts) -> bytes:
+        """The subscriber's fixed header (RFC 3550 §5.1): its SSRC and payload
+        type, the translated sequence number and timestamp."""
+        layout = self._layout
+        first = 0xA0 if header.padding else 0x80
+        if layout.always or shared.block(layout):
+            first |= 0x10  # X: an extension block follows (RFC 3550 §5.3.1)
+        return _HEADER.pack(
+            first, (0x80 if header.marker else 0) | self.payload_type, out_seq, out_ts, self.ssrc
+        )
 
     def _rewrite(
         self,
@@ -341,33 +357,24 @@ class DownTrack:
         header: RtpHeader,
         out_seq: int,
         out_ts: int,
-        level: bytes | None,
-        orientation: bytes | None,
-        send_time: bytes,
+        shared: SharedParts,
         vp8: Vp8Descriptor | None = None,
     ) -> bytes:
-        ext_block = self._extension_block(level, orientation, send_time)
-        first = 0x80 | (0x20 if header.padding else 0) | (0x10 if ext_block else 0)
-        head = _HEADER.pack(
-            first,
-            (0x80 if header.marker else 0) | self.payload_type,
-            out_seq,
-            out_ts,
-            self.ssrc,
-        )
-        # Payload and any padding are copied unchanged: the server never decodes
-        # media; only the VP8 descriptor's ids are renumbered.
-        start = header.payload_start
+        """The subscriber's copy: its own fixed header before the extension block
+        and payload shared with every subscriber of its layout. Payload and any
+        padding are copied unchanged (the server never decodes media); only the
+        VP8 descriptor's ids are renumbered."""
+        head = self._head(header, out_seq, out_ts, shared)
         munger = self.vp8
         if vp8 is not None and munger is not None:
             if munger.changed:
-                descriptor = self._renumbered_descriptor(packet, start, vp8)
-                rest = memoryview(packet)[start + vp8.size :]
-                return b"".join((head, ext_block, descriptor, rest))
+                descriptor = self._renumbered_descriptor(packet, header.payload_start, vp8)
+                rest = shared.payload[vp8.size :]
+                return b"".join((head, shared.block(self._layout), descriptor, rest))
             # Pass-through (no switch or drop yet): the ids go out as they came,
             # and the munger is brought up to date only when it is needed.
             self._last_vp8 = vp8
-        return b"".join((head, ext_block, memoryview(packet)[start:]))
+        return head + shared.tail(self._layout)
 
     def _renumbered_descriptor(self, packet: bytes, start: int, vp8: Vp8Descriptor) -> bytearray:
         """The VP8 descriptor with this subscriber's PictureID / TL0PICIDX."""
@@ -392,7 +399,7 @@ class DownTrack:
         """RFC 4588 §4: the original sequence number, then the original payload, on
         the RTX SSRC with its own sequence; the original padding is not carried."""
         self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
-        ext_block = self._extension_block(None, None, send_time)
+        ext_block = self._layout.block(send_time, None, None)
         head = _HEADER.pack(
             0x80 | (0x10 if ext_block else 0),
             (0x80 if header.marker else 0) | (self.rtx_payload_type or 0),
@@ -460,9 +467,11 @@ class DownTrack:
             if self.use_rtx:
                 out = self._rtx(packet, header, out_seq, translated[1], send_time, vp8)
             else:
-                out = self._rewrite(
-                    packet, header, out_seq, translated[1], None, None, send_time, vp8
+                # Retransmissions carry no audio level / orientation, as before.
+                shared = SharedParts(
+                    memoryview(packet)[header.payload_start :], send_time, None, None
                 )
+                out = self._rewrite(packet, header, out_seq, translated[1], shared, vp8)
             if self._send(out):
                 self.retransmitted += 1
                 self._resent_seq[slot] = out_seq

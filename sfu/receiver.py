@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sfu.core.codecs import is_keyframe
+from sfu.core.fanout import SharedParts
 from sfu.core.nack import NackGenerator
 from sfu.core.packet_cache import PacketCache
 from sfu.core.rtcp import ReportBlock, pack_fir, pack_nack, pack_pli
@@ -130,15 +131,14 @@ class Receiver:
                 # Ask at once (RFC 4585 §3.5.2 early feedback); retries come from tick().
                 self.tick(now_ms, 0)
 
+        view = memoryview(packet)  # one view, sliced below without copying
         vp8: Vp8Descriptor | None = None
         keyframe = False
         if header.payload_end <= header.payload_start:
             self.padding_only += 1
         elif self._is_vp8:
             try:
-                vp8 = parse_descriptor(
-                    memoryview(packet)[header.payload_start : header.payload_end]
-                )
+                vp8 = parse_descriptor(view[header.payload_start : header.payload_end])
             except ValueError:
                 vp8 = None
             if vp8 is not None:
@@ -178,11 +178,16 @@ class Receiver:
         orientation = (
             find_extension(packet, header, self._orientation_id) if self._orientation_id else None
         )
-        send_time = abs_send_time(time.time())
+        # What every subscriber's copy shares is built once per packet (and
+        # extension layout), not once per subscriber: see sfu.core.fanout.
+        shared = SharedParts(
+            view[header.payload_start :],
+            abs_send_time(time.time()),
+            level,
+            orientation,
+        )
         for downtrack in self.downtracks:
-            downtrack.write(
-                packet, header, ext_seq, keyframe, level, orientation, send_time, arrival_s, vp8
-            )
+            downtrack.write(packet, header, ext_seq, keyframe, arrival_s, vp8, shared)
 
     def on_rtx(self, packet: bytes, header: RtpHeader, arrival_s: float) -> None:
         """A retransmission on the RTX stream (RFC 4588 §4): unwrap and handle it

@@ -27,6 +27,8 @@ from collections.abc import Hashable
 
 from sfu.core.seqnum import SEQ_MASK, TS_MASK, seq_diff, ts_diff
 
+_TS_HALF = 1 << 31
+
 __all__ = ["RtpMunger"]
 
 
@@ -144,10 +146,24 @@ class RtpMunger:
         a later segment (late packet of a previous source after a switch, or
         the duplicate of a dropped packet).
         """
-        n = self._n
         i = self._head
         starts = self._seg_start
         srcs = self._seg_src
+        if i >= 0 and starts[i] <= ext_seq and srcs[i] == source:
+            # The common case, the next packet of the current source: the
+            # newest segment, without the scan below.
+            out_ext = ext_seq + self._seg_seq_off[i]
+            out_ts = (timestamp + self._seg_ts_off[i]) & TS_MASK
+            if ext_seq > self._newest_src_ext:
+                self._newest_src_ext = ext_seq
+            if out_ext > self._last_out_ext or not self._emitted:
+                self._last_out_ext = out_ext
+                # ts_diff(out_ts, last) > 0, inlined (RFC 1982 §3.2 serial order).
+                if not self._emitted or 0 < (out_ts - self._last_out_ts) & TS_MASK < _TS_HALF:
+                    self._last_out_ts = out_ts
+                self._emitted = True
+            return out_ext & SEQ_MASK, out_ts
+        n = self._n
         for k in range(self._count):
             if starts[i] <= ext_seq and srcs[i] == source:
                 out_ext = ext_seq + self._seg_seq_off[i]
