@@ -73,7 +73,13 @@ async def _main(args: argparse.Namespace) -> list[dict[str, Any]]:
         for n in (int(x) for x in args.fanout.split(",")):
             plan.append((f"fanout-{n}", lambda n=n: scenarios.fanout(n, options)))
     if "meeting" in wanted:
-        plan.append((f"meeting-{args.meeting}", lambda: scenarios.meeting(args.meeting, options)))
+        for rooms in (int(x) for x in args.meeting_rooms.split(",")):
+            plan.append(
+                (
+                    f"meeting-{rooms}x{args.meeting}",
+                    lambda rooms=rooms: scenarios.meeting(args.meeting, rooms, options),
+                )
+            )
     if "simulcast" in wanted:
         plan.append(
             (f"simulcast-{args.simulcast}", lambda: scenarios.simulcast(args.simulcast, options))

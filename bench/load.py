@@ -78,13 +78,15 @@ def published_packets(bots: list[Bot]) -> dict[str, int]:
     {"bot/audio": n, "bot/video": n} or "bot/video/<rid>" for simulcast."""
     counts: dict[str, int] = {}
     for bot in bots:
+        # A paced packet counts once it has left, not when it was queued.
+        queued = bot.queued_packets()
         for stream in bot.streams.values():
             kind = stream.info.kind
             if stream.layers:
                 for rid, layer in stream.layers.items():
-                    counts[f"{bot.name}/{kind}/{rid}"] = layer.packets
+                    counts[f"{bot.name}/{kind}/{rid}"] = layer.packets - queued.get(layer.ssrc, 0)
             else:
-                counts[f"{bot.name}/{kind}"] = stream.packets
+                counts[f"{bot.name}/{kind}"] = stream.packets - queued.get(stream.ssrc, 0)
     return counts
 
 

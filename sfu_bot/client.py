@@ -810,6 +810,15 @@ class Bot:
             return
         self._send_now(packet)
 
+    def queued_packets(self) -> dict[int, int]:
+        """Packets built but still waiting in the pacer, by SSRC (counted in
+        the streams' ``packets`` already, not sent yet)."""
+        queued: dict[int, int] = {}
+        for packet in self._pace_queue:
+            ssrc = int.from_bytes(packet[8:12], "big")
+            queued[ssrc] = queued.get(ssrc, 0) + 1
+        return queued
+
     def _send_now(self, packet: bytes) -> None:
         if self.pub is None:
             return
@@ -826,8 +835,12 @@ class Bot:
         while not self.closed:
             await asyncio.sleep(PACER_INTERVAL_S)
             now = time.monotonic()
+            elapsed_s = now - last
+            # A late wake-up (a busy loop) may send what became due meanwhile;
+            # otherwise at most one slot's worth goes out at once.
             self._pace_budget = min(
-                self._pace_budget + rate_bytes_per_s * (now - last), burst_bytes
+                self._pace_budget + rate_bytes_per_s * elapsed_s,
+                max(burst_bytes, rate_bytes_per_s * elapsed_s),
             )
             last = now
             queue = self._pace_queue
