@@ -22,6 +22,7 @@ import time
 import pylibsrtp
 
 from bench.media import VideoSpec, packet_schedule
+from bench.stats import percentile
 
 _SEQ = struct.Struct("!H")
 
@@ -49,6 +50,8 @@ def run_floor(streams: list[dict], duration_s: float) -> dict[str, float | int]:
     errors = 0
     start = time.monotonic()
     cpu_start = time.process_time()
+    slice_cpu, slice_sent, slice_end = cpu_start, 0, start + 1.0
+    slices_us: list[float] = []
     n = 0
     while True:
         due = start + n * tick_ms / 1000
@@ -70,6 +73,11 @@ def run_floor(streams: list[dict], duration_s: float) -> dict[str, float | int]:
                     except (BlockingIOError, OSError):
                         errors += 1
         n += 1
+        if time.monotonic() >= slice_end:
+            cpu = time.process_time()
+            if sent > slice_sent:
+                slices_us.append((cpu - slice_cpu) / (sent - slice_sent) * 1e6)
+            slice_cpu, slice_sent, slice_end = cpu, sent, slice_end + 1.0
     cpu_s = time.process_time() - cpu_start
     wall_s = time.monotonic() - start
     return {
@@ -78,6 +86,8 @@ def run_floor(streams: list[dict], duration_s: float) -> dict[str, float | int]:
         "packets": sent,
         "send_errors": errors,
         "us_per_packet": round(cpu_s / sent * 1e6, 3) if sent else None,
+        "us_per_packet_slices": [round(us, 3) for us in slices_us],
+        "us_per_packet_p10": round(p10, 3) if (p10 := percentile(slices_us, 10)) else None,
     }
 
 

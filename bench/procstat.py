@@ -10,10 +10,25 @@ __all__ = [
     "parse_cpu_ticks",
     "parse_rss_bytes",
     "parse_schedstat_ns",
+    "parse_user_system_ticks",
+    "user_system_seconds",
     "rss_bytes",
 ]
 
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def parse_user_system_ticks(stat: str) -> tuple[int, int]:
+    """(utime, stime) in clock ticks from the text of /proc/<pid>/stat."""
+    rest = stat[stat.rindex(")") + 2 :].split()
+    return int(rest[11]), int(rest[12])
+
+
+def user_system_seconds(pid: int) -> tuple[float, float]:
+    """User and system (kernel) CPU seconds, at clock-tick resolution."""
+    with open(f"/proc/{pid}/stat") as f:
+        user, system = parse_user_system_ticks(f.read())
+    return user / _TICKS_PER_S, system / _TICKS_PER_S
 
 
 def parse_cpu_ticks(stat: str) -> int:

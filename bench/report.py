@@ -52,8 +52,8 @@ def markdown(results: list[dict[str, Any]], info: dict[str, Any]) -> str:
         f"Python {info['machine']['python']}, {info['machine']['event_loop']}; "
         f"server pinned to one core, {info['duration_s']:.0f} s windows.",
         "",
-        "| scenario | subs | fwd pkt/s | server CPU | µs/pkt | floor µs/pkt | ratio "
-        "| delivery | delay p50 / p99 ms | join→frame p50 / max ms | RSS MB |",
+        "| scenario | subs | fwd pkt/s | server CPU | µs/pkt (p10) | floor µs/pkt (p10) "
+        "| ratio p10 (mean) | delivery | delay p50 / p99 ms | join→frame p50 / max ms | RSS MB |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
@@ -70,9 +70,11 @@ def markdown(results: list[dict[str, Any]], info: dict[str, Any]) -> str:
                 subs=r.get("subscribers", "–"),
                 pps=_fmt(r.get("forwarded_pps")),
                 share=f"{r['server_cpu_share'] * 100:.0f} %" if "server_cpu_share" in r else "–",
-                us=_fmt(r.get("server_us_per_packet")),
-                floor=_fmt(r.get("floor_us_per_packet")),
-                ratio=_fmt(r.get("ratio_to_floor")),
+                us=f"{_fmt(r.get('server_us_per_packet'))} "
+                f"({_fmt(r.get('server_us_per_packet_p10'))})",
+                floor=f"{_fmt(r.get('floor_us_per_packet'))} "
+                f"({_fmt(r.get('floor_us_per_packet_p10'))})",
+                ratio=f"{_fmt(r.get('ratio_to_floor'))} ({_fmt(r.get('ratio_to_floor_mean'))})",
                 delivery=f"{delivery * 100:.2f} %" if delivery is not None else "–",
                 d50=_fmt(delay.get("p50_ms")),
                 d99=_fmt(delay.get("p99_ms")),

@@ -125,8 +125,11 @@ def test_markdown_table_has_a_row_per_scenario() -> None:
             "forwarded_pps": 3600,
             "server_cpu_share": 0.031,
             "server_us_per_packet": 8.5,
+            "server_us_per_packet_p10": 8.0,
             "floor_us_per_packet": 4.25,
+            "floor_us_per_packet_p10": 4.0,
             "ratio_to_floor": 2.0,
+            "ratio_to_floor_mean": 2.0,
             "delivery": 1.0,
             "delay_probe": {"p50_ms": 0.2, "p99_ms": 1.5},
             "join_to_first_frame": {"p50_ms": 60.0, "max_ms": 70.0},
@@ -135,5 +138,8 @@ def test_markdown_table_has_a_row_per_scenario() -> None:
         {"scenario": "meeting-10", "error": "RuntimeError: boom"},
     ]
     table = report.markdown(results, info)
-    assert "| fanout-25 | 25 | 3600 | 3 % | 8.50 | 4.25 | 2.00 | 100.00 % | 0.20 / 1.50 |" in table
+    assert (
+        "| fanout-25 | 25 | 3600 | 3 % | 8.50 (8.00) | 4.25 (4.00) | 2.00 (2.00) | 100.00 % "
+        "| 0.20 / 1.50 |"
+    ) in table
     assert "| meeting-10 | failed: RuntimeError: boom |" in table
