@@ -35,8 +35,8 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--meeting", type=int, default=10, help="participants per meeting")
     parser.add_argument(
         "--meeting-rooms",
-        default="1,3",
-        help="meetings at once, one run per value (3 x 10x10 loads about half a core)",
+        default="1,5",
+        help="meetings at once, one run per value (5 x 10x10 loads over half a core)",
     )
     parser.add_argument(
         "--simulcast", type=int, default=99, help="subscribers, spread over 3 layers"
