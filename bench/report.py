@@ -103,26 +103,37 @@ def plot(results: list[dict[str, Any]], path: Path) -> bool:
         return False
     n = [r["subscribers"] for r in fan]
     fig, (cost, delay) = plt.subplots(1, 2, figsize=(10, 4))
-    cost.plot(n, [r.get("server_us_per_packet") for r in fan], "o-", label="server")
-    cost.plot(n, [r.get("floor_us_per_packet") for r in fan], "s--", label="floor (protect+send)")
-    cost.set_xscale("log")
-    cost.minorticks_off()
-    cost.set_xticks(n, [str(x) for x in n])
-    cost.set_xlabel("subscribers")
-    cost.set_ylabel("CPU µs per forwarded packet")
-    cost.set_ylim(bottom=0)
-    cost.legend()
-    cost.set_title("Fan-out 1→N: cost per packet")
-    delay.plot(n, [r["delay_probe"].get("p50_ms") for r in fan], "o-", label="p50")
-    delay.plot(n, [r["delay_probe"].get("p99_ms") for r in fan], "s-", label="p99")
-    delay.set_xscale("log")
-    delay.minorticks_off()
-    delay.set_xticks(n, [str(x) for x in n])
-    delay.set_xlabel("subscribers")
-    delay.set_ylabel("ms, publisher send → last subscriber")
-    delay.set_ylim(bottom=0)
-    delay.legend()
-    delay.set_title("Added delay")
+    panels = [
+        (
+            cost,
+            "Fan-out 1→N: cost per packet",
+            "CPU µs per forwarded packet",
+            [
+                ("server", "o-", [r.get("server_us_per_packet") for r in fan]),
+                ("floor (protect+send)", "s--", [r.get("floor_us_per_packet") for r in fan]),
+            ],
+        ),
+        (
+            delay,
+            "Added delay",
+            "ms, publisher send → last subscriber",
+            [
+                ("p50", "o-", [r["delay_probe"].get("p50_ms") for r in fan]),
+                ("p99", "s-", [r["delay_probe"].get("p99_ms") for r in fan]),
+            ],
+        ),
+    ]
+    for axes, title, ylabel, lines in panels:
+        for label, style, values in lines:
+            axes.plot(n, values, style, label=label)
+        axes.set_xscale("log")
+        axes.minorticks_off()
+        axes.set_xticks(n, [str(x) for x in n])
+        axes.set_xlabel("subscribers")
+        axes.set_ylabel(ylabel)
+        axes.set_ylim(bottom=0)
+        axes.legend()
+        axes.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
