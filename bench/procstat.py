@@ -19,8 +19,14 @@ _TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def parse_user_system_ticks(stat: str) -> tuple[int, int]:
-    """(utime, stime) in clock ticks from the text of /proc/<pid>/stat."""
+    """(utime, stime) in clock ticks from the text of /proc/<pid>/stat.
+
+    proc(5): the command name (field 2) is in parentheses and may itself hold
+    spaces or parentheses, so fields are counted from the last ')'; utime and
+    stime are fields 14 and 15.
+    """
     rest = stat[stat.rindex(")") + 2 :].split()
+    # rest[0] is field 3 (state): field n is rest[n - 3].
     return int(rest[11]), int(rest[12])
 
 
@@ -32,15 +38,8 @@ def user_system_seconds(pid: int) -> tuple[float, float]:
 
 
 def parse_cpu_ticks(stat: str) -> int:
-    """utime + stime, in clock ticks, from the text of /proc/<pid>/stat.
-
-    proc(5): the command name (field 2) is in parentheses and may itself hold
-    spaces or parentheses, so fields are counted from the last ')'; utime and
-    stime are fields 14 and 15.
-    """
-    rest = stat[stat.rindex(")") + 2 :].split()
-    # rest[0] is field 3 (state): field n is rest[n - 3].
-    return int(rest[11]) + int(rest[12])
+    """utime + stime, in clock ticks, from the text of /proc/<pid>/stat."""
+    return sum(parse_user_system_ticks(stat))
 
 
 def parse_rss_bytes(status: str) -> int:

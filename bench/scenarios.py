@@ -295,7 +295,7 @@ def _delta(before: dict[str, int], after: dict[str, int], key: str) -> int:
 async def fanout(subscribers: int, options: Options) -> dict[str, Any]:
     """One publisher (VP8 ~800 kbit/s + Opus) to N subscribers."""
     async with Run(f"fanout-{subscribers}", options) as run:
-        publisher = await run.publisher("pub")
+        await run.publisher("pub")
         await run.join_subscribers(subscribers)
 
         def expected(before: dict[str, int], after: dict[str, int]) -> int:
@@ -303,7 +303,6 @@ async def fanout(subscribers: int, options: Options) -> dict[str, Any]:
             return per_sub * subscribers
 
         await run.measure(expected)
-        del publisher
         dests = run.dests([bot for bot, _ in run.subscribers])
         await run.floor([{"video": _spec(), "audio": True, "dests": dests}])
         run.result["kind"] = "fanout"

@@ -10,11 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.integration.conftest import free_port
 
 
 class RedisServer:
@@ -58,7 +54,7 @@ class RedisServer:
 
 @pytest.fixture
 def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer(_free_port())
+    server = RedisServer(free_port())
     server.start()
     try:
         yield server
