@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from sfu import aiortc_adapter
 from sfu.publisher import MediaLimits, Publisher
+from sfu.relay import Relay
 from sfu.subscriber import Subscriber
 from sfu.transport import TransportConfig
 
@@ -86,6 +87,8 @@ class MediaEngine:
         self.certificate: object | None = None
         self._task: asyncio.Task[None] | None = None
         self.started_at = 0.0
+        #: The relay to and from other nodes (sfu.relay), in a cluster.
+        self.relay: Relay | None = None
 
     async def start(self) -> None:
         aiortc_adapter.check_compatibility()
@@ -98,6 +101,9 @@ class MediaEngine:
     async def stop(self) -> None:
         for peer in list(self.peers.values()):
             await peer.close()
+        if self.relay is not None:
+            self.relay.close()
+            self.relay = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -123,6 +129,11 @@ class MediaEngine:
             report = now_s >= next_report
             if report:
                 next_report = now_s + self.config.report_interval_s
+            if self.relay is not None:
+                try:
+                    self.relay.tick(now_ms)
+                except Exception:  # noqa: BLE001 - the relay's bug must not stop the timer
+                    logger.exception("media timer failed for the relay")
             for peer in list(self.peers.values()):
                 try:
                     if peer.publisher is not None:

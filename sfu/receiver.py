@@ -37,6 +37,7 @@ from sfu.core.vp8 import Vp8Descriptor, parse_descriptor
 
 if TYPE_CHECKING:
     from sfu.downtrack import DownTrack
+    from sfu.relay import RelayTap
     from sfu.sdp import Codec
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,12 @@ class Receiver:
         self.cname = cname
         self.rtcp_ssrc = rtcp_ssrc
         self._send_rtcp = send_rtcp
+        #: The publisher's ids of the extensions read per packet (by URI).
+        self.extension_ids = {
+            uri: ext_id
+            for uri, ext_id in extension_ids.items()
+            if uri in (EXT_AUDIO_LEVEL, EXT_VIDEO_ORIENTATION)
+        }
         self._level_id = extension_ids.get(EXT_AUDIO_LEVEL, 0)
         self._orientation_id = extension_ids.get(EXT_VIDEO_ORIENTATION, 0)
         self.ssrc: int | None = None
@@ -88,6 +95,9 @@ class Receiver:
         self._unwrap = SeqUnwrapper()
         self.stats = ReceiveStats(codec.clock_rate)
         self.downtracks: list[DownTrack] = []
+        #: Relays of this stream to other nodes (sfu.relay): each gets every
+        #: new packet as it arrived, once per receiving node.
+        self.relays: list[RelayTap] = []
         #: (ntp_timestamp, rtp_timestamp) of the publisher's last sender report.
         self.last_sr: tuple[int, int] | None = None
         self.closed = False
@@ -171,6 +181,8 @@ class Receiver:
             self.keyframes_seen += 1
             self.keyframes.on_keyframe(now_ms)
 
+        for relay in self.relays:
+            relay.on_rtp(packet)
         if not self.downtracks:
             return
         # Per-packet extension values are read once here, not once per subscriber.
@@ -237,6 +249,22 @@ class Receiver:
         # Copy-on-write: the fan-out loop may be iterating the old list.
         self.downtracks = [d for d in self.downtracks if d is not downtrack]
 
+    def add_relay(self, relay: RelayTap) -> None:
+        if relay not in self.relays:
+            self.relays = [*self.relays, relay]
+
+    def remove_relay(self, relay: RelayTap) -> None:
+        self.relays = [r for r in self.relays if r is not relay]
+
+    def cached(self, seq: int) -> bytes | None:
+        """The cached packet with 16-bit sequence number `seq` (the one nearest
+        the newest), for answering a NACK that names original numbers."""
+        last = self._unwrap.last
+        if last is None:
+            return None
+        d = (seq - last) & 0xFFFF
+        return self.cache.get(last + d - 0x10000 if d >= 0x8000 else last + d)
+
     def request_keyframe(self, now_ms: int) -> bool:
         """Ask the publisher for a keyframe (PLI, or FIR when only that was
         negotiated), at most once per KEYFRAME_INTERVAL_MS."""
@@ -255,6 +283,8 @@ class Receiver:
     def on_sender_report(self, ntp_timestamp: int, rtp_timestamp: int, arrival_s: float) -> None:
         self.last_sr = (ntp_timestamp, rtp_timestamp)
         self.stats.on_sender_report(ntp_timestamp, arrival_s)
+        for relay in self.relays:
+            relay.on_sender_report(ntp_timestamp, rtp_timestamp)
 
     def tick(self, now_ms: int, rtt_ms: int) -> None:
         """Send due NACKs upstream; a loss too large to repair asks for a keyframe."""
@@ -280,4 +310,5 @@ class Receiver:
         for downtrack in list(self.downtracks):
             downtrack.detach()
         self.downtracks = []
+        self.relays = []
         self.cache.clear()
