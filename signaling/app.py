@@ -1,18 +1,26 @@
-"""The aiohttp application: WebSocket signaling, health, and the app's lifetime."""
+"""The aiohttp application: WebSocket signaling, health, placement, and the
+node's lifetime (joining the cluster when Redis is configured, draining on
+shutdown)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from aiohttp import web
 
 from sfu.engine import MediaConfig, MediaEngine
 from sfu.publisher import MediaLimits
+from sfu.relay import Relay
 from sfu.transport import TransportConfig
 from signaling.auth import AuthError, KeyStore, verify_token
+from signaling.cluster.membership import LocalMembership, Membership, NodeInfo, RedisMembership
+from signaling.cluster.placement import DEFAULT_SOFT_LIMIT, choose_node
 from signaling.rooms import RoomManager
 from signaling.session import MAX_FRAME_BYTES, Session
 from signaling.web import add_web_routes
@@ -33,6 +41,23 @@ class ServerConfig:
     connect_timeout_s: float = 20.0
     limits: MediaLimits = field(default_factory=MediaLimits)
     dev: bool = False
+    #: Cluster: Redis URL (None: one node, in-process membership).
+    redis_url: str | None = None
+    cluster: str = "default"
+    #: Where this node's relay listens for other nodes (bind and announce).
+    relay_host: str = "127.0.0.1"
+    relay_port: int = 0
+    #: The URL clients should use to reach this node (placement answers it).
+    advertise_url: str | None = None
+    placement_soft_limit: int = DEFAULT_SOFT_LIMIT
+    #: How long a draining node waits for its sessions to close.
+    drain_timeout_s: float = 5.0
+    #: How long a node keeps trying to reach Redis when it starts.
+    redis_start_timeout_s: float = 10.0
+
+    @property
+    def signaling_url(self) -> str:
+        return self.advertise_url or f"ws://{self.host}:{self.port}"
 
     def media_config(self) -> MediaConfig:
         return MediaConfig(
@@ -50,6 +75,8 @@ CONFIG = web.AppKey("config", ServerConfig)
 ENGINE = web.AppKey("engine", MediaEngine)
 ROOMS = web.AppKey("rooms", RoomManager)
 SESSIONS = web.AppKey("sessions", set)
+MEMBERSHIP = web.AppKey("membership", object)
+DRAINING = web.AppKey("draining", dict)
 
 
 def _unauthorized(message: str) -> web.Response:
@@ -72,6 +99,16 @@ async def rtc_handler(request: web.Request) -> web.StreamResponse:
         return web.json_response(
             {"error": {"code": "bad_request", "message": "auto_subscribe must be 0 or 1"}},
             status=400,
+        )
+    if request.app[DRAINING].get("since") is not None:
+        return web.json_response(
+            {
+                "error": {
+                    "code": "unavailable",
+                    "message": "this node is draining; connect to another node",
+                }
+            },
+            status=503,
         )
     ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, heartbeat=20.0)
     if not ws.can_prepare(request).ok:
@@ -99,27 +136,151 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    return web.json_response({"ready": True, "node_id": request.app[CONFIG].node_id})
+    """Ready to accept joins: not draining, and Redis reachable when configured."""
+    node_id = request.app[CONFIG].node_id
+    reasons = []
+    if request.app[DRAINING].get("since") is not None:
+        reasons.append("draining")
+    membership = request.app.get(MEMBERSHIP)
+    if isinstance(membership, RedisMembership) and not membership.connected:
+        reasons.append("redis unreachable")
+    if reasons:
+        return web.json_response(
+            {"ready": False, "node_id": node_id, "reasons": reasons}, status=503
+        )
+    return web.json_response({"ready": True, "node_id": node_id})
+
+
+async def node_info(request: web.Request) -> web.Response:
+    """This node: id, load and relay counters (no room or participant names)."""
+    rooms = request.app[ROOMS]
+    relay = request.app[ENGINE].relay
+    participants, downtracks = rooms._load()
+    return web.json_response(
+        {
+            "node_id": request.app[CONFIG].node_id,
+            "url": request.app[CONFIG].signaling_url,
+            "participants": participants,
+            "downtracks": downtracks,
+            "rooms": len(rooms.rooms),
+            "relay": relay.stats.as_dict() if relay is not None else None,
+        }
+    )
+
+
+async def room_node(request: web.Request) -> web.Response:
+    """Placement: the node a client should join `room` on (docs/operations.md).
+    Needs a token for that room (or an admin token)."""
+    config = request.app[CONFIG]
+    room = request.match_info["room"]
+    header = request.headers.get("Authorization", "")
+    token = header[len("Bearer ") :] if header.startswith("Bearer ") else ""
+    token = token or request.query.get("access_token", "")
+    try:
+        claims = verify_token(token, config.keys)
+    except AuthError as exc:
+        return _unauthorized(exc.message)
+    if claims.room != room and not claims.grants.admin:
+        return web.json_response(
+            {"error": {"code": "forbidden", "message": "the token is for another room"}},
+            status=403,
+        )
+    membership: Membership = request.app[MEMBERSHIP]  # type: ignore[assignment]
+    try:
+        nodes = await asyncio.wait_for(membership.nodes(), 2.0)
+        members: dict[str, int] = {}
+        for record in await asyncio.wait_for(membership.participants(room), 2.0):
+            members[record.node_id] = members.get(record.node_id, 0) + 1
+    except Exception:  # noqa: BLE001 - Redis away: this node is the answer
+        nodes, members = [], {}
+    chosen = choose_node(nodes, members, config.placement_soft_limit)
+    if chosen is None or not chosen.signaling_url:
+        return web.json_response(
+            {"node_id": config.node_id, "url": config.signaling_url, "participants_in_room": 0}
+        )
+    return web.json_response(
+        {
+            "node_id": chosen.node_id,
+            "url": chosen.signaling_url,
+            "participants_in_room": members.get(chosen.node_id, 0),
+        }
+    )
+
+
+async def _connect_membership(config: ServerConfig, membership: RedisMembership) -> bytes:
+    """The cluster secret, retrying while Redis comes up (a node may start first)."""
+    deadline = time.monotonic() + config.redis_start_timeout_s
+    while True:
+        try:
+            return await membership.cluster_secret()
+        except Exception as exc:  # noqa: BLE001 - retried until the deadline
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Redis at {config.redis_url} is unreachable: {exc}") from None
+            await asyncio.sleep(0.5)
 
 
 async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
-    engine = MediaEngine(app[CONFIG].media_config())
+    config = app[CONFIG]
+    engine = MediaEngine(config.media_config())
     await engine.start()
     app[ENGINE] = engine
-    app[ROOMS] = RoomManager(engine, app[CONFIG].node_id, app[CONFIG].max_participants_per_room)
+    node = NodeInfo(config.node_id, signaling_url=config.signaling_url)
+    membership: Membership
+    if config.redis_url:
+        redis_membership = RedisMembership(node, config.redis_url, config.cluster)
+        membership = redis_membership
+        secret = await _connect_membership(config, redis_membership)
+        rooms = RoomManager(engine, config.node_id, config.max_participants_per_room, membership)
+        relay = Relay(config.node_id, secret, rooms.find_local_media)
+        host, port = await relay.start(config.relay_host, config.relay_port)
+        engine.relay = relay
+        redis_membership.node = replace(node, relay_host=host, relay_port=port)
+        await redis_membership.start()
+        logger.info(
+            "node %s joined cluster %r (relay on %s:%d)", config.node_id, config.cluster, host, port
+        )
+    else:
+        membership = LocalMembership(node)
+        rooms = RoomManager(engine, config.node_id, config.max_participants_per_room, membership)
+    await rooms.start()
+    app[ROOMS] = rooms
+    app[MEMBERSHIP] = membership
     yield
-    for session in list(app[SESSIONS]):
-        session.send({"type": "leave", "reason": "server_shutdown"})
-        session.close("server_shutdown")
+    await rooms.close()
+    await membership.close()
     await engine.stop()
+
+
+async def _drain(app: web.Application) -> None:
+    """Shutdown (SIGTERM): tell every client to reconnect elsewhere (`leave`
+    with reason `migrate`), wait for the sessions to end (their leaving is
+    announced to the cluster), then the cleanup removes the node."""
+    app[DRAINING]["since"] = time.monotonic()
+    sessions = list(app[SESSIONS])
+    if sessions:
+        logger.info("draining: asking %d clients to migrate", len(sessions))
+    for session in sessions:
+        session.send({"type": "leave", "reason": "migrate"})
+        session.close("migrate")
+    deadline = time.monotonic() + app[CONFIG].drain_timeout_s
+    while app[SESSIONS] and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    with contextlib.suppress(Exception):
+        for session in list(app[SESSIONS]):
+            if session.participant is not None:
+                await app[ROOMS].leave(session.participant, "migrate")
 
 
 def create_app(config: ServerConfig) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
     app[CONFIG] = config
     app[SESSIONS] = set()
+    app[DRAINING] = {}
     app.cleanup_ctx.append(_media_ctx)
+    app.on_shutdown.append(_drain)
     app.router.add_get("/v1/rtc", rtc_handler)
+    app.router.add_get("/v1/node", node_info)
+    app.router.add_get("/v1/rooms/{room}/node", room_node)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     add_web_routes(app.router, keys=config.keys, dev=config.dev)

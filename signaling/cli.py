@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import secrets
 import signal
 import sys
 from collections.abc import Sequence
@@ -60,6 +61,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except (KeyStoreError, OSError) as exc:
         print(f"sfu serve: {exc}", file=sys.stderr)
         return 2
+    if args.workers < 1:
+        print("sfu serve: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if args.workers > 1:
+        if not args.redis_url:
+            print(
+                "sfu serve: --workers N > 1 makes N cluster nodes, which share state in "
+                "Redis: pass --redis-url",
+                file=sys.stderr,
+            )
+            return 2
+        from signaling.workers import run_workers
+
+        return run_workers(
+            list(args.serve_argv),
+            workers=args.workers,
+            node_id_base=args.node_id or "ND_" + secrets.token_hex(4),
+            relay_port=args.relay_port,
+        )
+    if args.relay_host in ("0.0.0.0", "::", ""):
+        print(
+            "sfu serve: --relay-host is where other nodes reach this one: name an address, "
+            "not a wildcard",
+            file=sys.stderr,
+        )
+        return 2
     loop_name = _install_uvloop()
     config = ServerConfig(
         host=args.host,
@@ -70,6 +97,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ice_servers=tuple(args.stun),
         max_participants_per_room=args.max_participants,
         dev=args.dev,
+        redis_url=args.redis_url,
+        cluster=args.cluster,
+        relay_host=args.relay_host,
+        relay_port=args.relay_port,
+        advertise_url=args.advertise_url,
         **({"node_id": args.node_id} if args.node_id else {}),
     )
     if args.dev:
@@ -89,7 +121,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     app = create_app(config)
     web.run_app(
-        app, host=args.host, port=args.port, print=None, handle_signals=True, shutdown_timeout=5
+        app,
+        host=args.host,
+        port=args.port,
+        print=None,
+        handle_signals=True,
+        shutdown_timeout=5,
+        reuse_port=args.reuse_port or None,
     )
     return 0
 
@@ -203,6 +241,39 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--node-id", help="this node's id (default: random)")
     serve.add_argument("--max-participants", type=int, default=0, help="per room; 0 = no limit")
     serve.add_argument("--log-level", default="info")
+    cluster = serve.add_argument_group("cluster (docs/operations.md)")
+    cluster.add_argument(
+        "--redis-url",
+        default=os.environ.get("SFU_REDIS_URL"),
+        metavar="URL",
+        help="join a cluster whose state is in this Redis (redis://host:port/db); "
+        "default: one node, no Redis (env SFU_REDIS_URL)",
+    )
+    cluster.add_argument(
+        "--cluster", default="default", help="cluster name: the Redis key prefix sfu:NAME:"
+    )
+    cluster.add_argument(
+        "--relay-host",
+        default="127.0.0.1",
+        metavar="IP",
+        help="address other nodes send relayed media to (bound and announced)",
+    )
+    cluster.add_argument(
+        "--relay-port", type=int, default=0, help="UDP port of the relay (0: any free port)"
+    )
+    cluster.add_argument(
+        "--advertise-url",
+        metavar="URL",
+        help="the URL clients reach this node at, given out by placement (default ws://HOST:PORT)",
+    )
+    cluster.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N node processes behind one signaling port (needs --redis-url)",
+    )
+    cluster.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(func=cmd_serve)
 
     token = sub.add_parser("token", help="print an access token")
@@ -247,7 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    # The supervisor of --workers re-runs `serve` with the same options.
+    args.serve_argv = argv[argv.index("serve") + 1 :] if "serve" in argv else []
     if getattr(args, "rtc_host", None) is None:
         args.rtc_host = ["127.0.0.1"]
     return int(args.func(args) or 0)

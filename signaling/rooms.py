@@ -1,8 +1,11 @@
-"""Rooms and participants on this node (in-process membership).
+"""Rooms and participants: who is in which room and receives which track.
 
-The control plane decides who is in which room and who receives which track;
-the media plane (`sfu`) moves the packets. A Participant pairs one signaling
-session with one media Peer.
+The control plane decides; the media plane (`sfu`) moves the packets. A
+Participant pairs one signaling session on this node with one media Peer. In
+a cluster a room also has RemoteParticipants, connected to other nodes, whose
+tracks reach this node over the relay (sfu.relay) once per track when someone
+here subscribes. What other nodes do arrives as membership events and is
+re-read from Redis every RECONCILE_S, so a lost event heals on its own.
 """
 
 from __future__ import annotations
@@ -11,21 +14,39 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sfu.engine import MediaEngine, Peer
 from sfu.negotiate import NegotiationError
+from sfu.relay import RemoteTrackSpec
 from sfu.track import PublishedTrack
 from sfu.transport import check_candidate
 from signaling import messages as m
 from signaling.auth import Grants
+from signaling.cluster.membership import LocalMembership, Membership, NodeInfo, ParticipantRecord
+from signaling.cluster.records import RecordError, track_from_record, track_record
 
 logger = logging.getLogger(__name__)
 
 SUBSCRIBER_ANSWER_TIMEOUT_S = 15.0
 MAX_PENDING_CANDIDATES = 32
+#: How often each room's membership is re-read from Redis (a lost event heals).
+RECONCILE_S = 3.0
+#: A remote participant updated this recently is not removed by a re-read
+#: (its event may have overtaken the read).
+RECENT_UPDATE_S = 5.0
+#: A remote participant's node missing this many re-reads in a row is gone,
+#: even if no node reaped it (Redis restarted and forgot the dead node).
+MISSING_NODE_ROUNDS = 2
+#: Participants that left are remembered this long so a stale copy of their
+#: record cannot bring them back.
+TOMBSTONE_S = 30.0
+MAX_TOMBSTONES = 4096
+READ_TIMEOUT_S = 1.0
 
 
 class RoomFull(Exception):
@@ -34,7 +55,9 @@ class RoomFull(Exception):
 
 @dataclass(slots=True)
 class Track:
-    """A published track as the control plane sees it."""
+    """A published track as the control plane sees it: published here
+    (`media` set) or on another node (`media` None, `spec` and `relay` say how
+    to receive it)."""
 
     id: str
     kind: str
@@ -43,9 +66,13 @@ class Track:
     codec: str
     mid: str
     publisher_id: str
-    media: PublishedTrack
+    media: PublishedTrack | None
     muted: bool = False
     layers: tuple[m.LayerInfo, ...] = ()
+    simulcast: bool = False
+    spec: RemoteTrackSpec | None = None
+    #: The publishing node's relay address; None for a track published here.
+    relay: tuple[str, int] | None = None
 
     def info(self) -> m.TrackInfo:
         return m.TrackInfo(
@@ -55,8 +82,33 @@ class Track:
             name=self.name,
             muted=self.muted,
             codec=self.codec,
-            simulcast=self.media.simulcast,
+            simulcast=self.simulcast,
             layers=self.layers,
+        )
+
+    def record(self) -> dict[str, Any]:
+        assert self.spec is not None
+        return track_record(self.info(), self.spec)
+
+
+@dataclass(eq=False)
+class RemoteParticipant:
+    """A participant connected to another node of the cluster."""
+
+    id: str
+    identity: str
+    name: str
+    node_id: str
+    rev: int
+    tracks: dict[str, Track] = field(default_factory=dict)
+    updated_s: float = 0.0
+
+    def info(self) -> m.ParticipantInfo:
+        return m.ParticipantInfo(
+            id=self.id,
+            identity=self.identity,
+            name=self.name,
+            tracks=tuple(t.info() for t in self.tracks.values()),
         )
 
 
@@ -79,6 +131,7 @@ class Participant:
     quality: dict[str, str] = field(default_factory=dict)
     video_size: dict[str, tuple[int, int]] = field(default_factory=dict)
     left: bool = False
+    rev: int = 0
     _negotiation: asyncio.Task[None] | None = None
     _answer: asyncio.Future[str] | None = None
     _pending_candidates: dict[str, list[str | None]] = field(
@@ -91,6 +144,18 @@ class Participant:
             identity=self.identity,
             name=self.name,
             tracks=tuple(t.info() for t in self.tracks.values()),
+        )
+
+    def record(self, node_id: str, relay: str) -> ParticipantRecord:
+        self.rev += 1
+        return ParticipantRecord(
+            participant_id=self.id,
+            node_id=node_id,
+            identity=self.identity,
+            name=self.name,
+            tracks=tuple(t.record() for t in self.tracks.values() if t.spec is not None),
+            rev=self.rev,
+            relay=relay,
         )
 
     # --- subscriber negotiation (one offer in flight at a time) --------------
@@ -186,12 +251,21 @@ class Room:
     def __init__(self, name: str) -> None:
         self.name = name
         self.participants: dict[str, Participant] = {}
+        self.remote: dict[str, RemoteParticipant] = {}
+        self.tombstones: OrderedDict[str, float] = OrderedDict()
+
+    def size(self) -> int:
+        return len(self.participants) + len(self.remote)
 
     def tracks(self) -> list[Track]:
-        return [t for p in self.participants.values() for t in p.tracks.values()]
+        return [
+            t
+            for p in (*self.participants.values(), *self.remote.values())
+            for t in p.tracks.values()
+        ]
 
     def find_track(self, track_id: str) -> Track | None:
-        for participant in self.participants.values():
+        for participant in (*self.participants.values(), *self.remote.values()):
             track = participant.tracks.get(track_id)
             if track is not None:
                 return track
@@ -202,15 +276,85 @@ class Room:
             if participant is not exclude and not participant.left:
                 participant.send(message)
 
+    def bury(self, participant_id: str, now_s: float) -> None:
+        self.tombstones[participant_id] = now_s
+        while self.tombstones and (
+            len(self.tombstones) > MAX_TOMBSTONES
+            or now_s - next(iter(self.tombstones.values())) > TOMBSTONE_S
+        ):
+            self.tombstones.popitem(last=False)
+
 
 class RoomManager:
     def __init__(
-        self, engine: MediaEngine, node_id: str, max_participants_per_room: int = 0
+        self,
+        engine: MediaEngine,
+        node_id: str,
+        max_participants_per_room: int = 0,
+        membership: Membership | None = None,
     ) -> None:
         self.engine = engine
         self.node_id = node_id
         self.max_participants_per_room = max_participants_per_room
+        self.membership: Membership = membership or LocalMembership(NodeInfo(node_id))
         self.rooms: dict[str, Room] = {}
+        self._local_tracks: dict[str, Track] = {}
+        self._missing_rounds: dict[str, int] = {}
+        self._reconciler: asyncio.Task[None] | None = None
+        self.membership.add_listener(self._on_event)
+        self.membership.set_providers(self._records, self._load)
+
+    # --- lifetime --------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.membership.shared:
+            self._reconciler = asyncio.get_running_loop().create_task(
+                self._reconcile_loop(), name="rooms-reconcile"
+            )
+
+    async def close(self) -> None:
+        if self._reconciler is not None:
+            self._reconciler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconciler
+            self._reconciler = None
+
+    @property
+    def _relay_address(self) -> str:
+        relay = self.engine.relay
+        if relay is None or relay.address is None:
+            return ""
+        return f"{relay.address[0]}:{relay.address[1]}"
+
+    def _records(self) -> list[tuple[str, ParticipantRecord]]:
+        relay = self._relay_address
+        return [
+            (room.name, p.record(self.node_id, relay))
+            for room in self.rooms.values()
+            for p in room.participants.values()
+            if not p.left
+        ]
+
+    def _load(self) -> tuple[int, int]:
+        participants = sum(len(r.participants) for r in self.rooms.values())
+        downtracks = sum(
+            len(peer.subscriber.downtracks)
+            for peer in self.engine.peers.values()
+            if peer.subscriber is not None
+        )
+        return participants, downtracks
+
+    def _announce(self, participant: Participant) -> None:
+        self.membership.announce(
+            participant.room.name, participant.record(self.node_id, self._relay_address)
+        )
+
+    def find_local_media(self, track_id: str) -> PublishedTrack | None:
+        """A track published on this node, for the relay to send elsewhere."""
+        track = self._local_tracks.get(track_id)
+        return track.media if track is not None else None
+
+    # --- joining and leaving -----------------------------------------------------
 
     async def join(
         self,
@@ -226,16 +370,22 @@ class RoomManager:
         room = self.rooms.get(room_name)
         if room is None:
             room = self.rooms[room_name] = Room(room_name)
-        # The same identity joining again replaces the older session.
+        if self.membership.shared:
+            # The freshest view of who is on other nodes, without waiting long
+            # for Redis: if it is away the join goes on with what is known.
+            await self._reread(room)
+            if self.rooms.get(room_name) is not room:  # emptied meanwhile
+                room = self.rooms.setdefault(room_name, room)
+        # The same identity joining again replaces the older session, here or
+        # on another node.
         for other in list(room.participants.values()):
             if other.identity == identity:
                 other.send(m.leave("duplicate_identity"))
                 other.close_session("duplicate_identity")
                 await self.leave(other)
-        if (
-            self.max_participants_per_room
-            and len(room.participants) >= self.max_participants_per_room
-        ):
+        if any(r.identity == identity for r in room.remote.values()):
+            self.membership.notify(room_name, {"type": "replace_identity", "identity": identity})
+        if self.max_participants_per_room and room.size() >= self.max_participants_per_room:
             if not room.participants:
                 self.rooms.pop(room_name, None)
             raise RoomFull(
@@ -263,16 +413,18 @@ class RoomManager:
             auto_subscribe=auto_subscribe,
         )
         others = [p.info() for p in room.participants.values()]
+        others += [p.info() for p in room.remote.values() if p.identity != identity]
         room.participants[participant_id] = participant
         send(m.joined(participant.info(), room.name, self.node_id, others))
         room.broadcast(m.participant_joined(participant.info()), exclude=participant)
+        self._announce(participant)
         if auto_subscribe and grants.subscribe:
             for track in room.tracks():
                 if track.publisher_id != participant_id:
                     self.subscribe(participant, track)
         return participant
 
-    async def leave(self, participant: Participant) -> None:
+    async def leave(self, participant: Participant, reason: str = "left") -> None:
         room = participant.room
         if participant.id not in room.participants:
             await participant.close()  # already gone from the room; make sure media is released
@@ -283,16 +435,30 @@ class RoomManager:
             self._drop_track(participant, track)
             room.broadcast(m.track_unpublished(participant.id, track.id))
         room.broadcast(m.participant_left(participant.id))
+        self.membership.retract(room.name, participant.id, reason)
         await participant.close()
         if not room.participants:
-            self.rooms.pop(room.name, None)
+            self._forget_room(room)
+
+    def _forget_room(self, room: Room) -> None:
+        """Nobody here is in the room any more: stop following it (relayed
+        tracks with no subscriber left are released by the relay)."""
+        self.rooms.pop(room.name, None)
+        relay = self.engine.relay
+        for remote in room.remote.values():
+            for track in remote.tracks.values():
+                if relay is not None:
+                    relay.release_track(track.id)
+        room.remote.clear()
 
     # --- tracks ----------------------------------------------------------------
 
     def publish_track(self, participant: Participant, track: Track) -> None:
         participant.tracks[track.id] = track
+        self._local_tracks[track.id] = track
         room = participant.room
         room.broadcast(m.track_published(participant.id, track.info()), exclude=participant)
+        self._announce(participant)
         for other in room.participants.values():
             if other is not participant and other.auto_subscribe and other.grants.subscribe:
                 self.subscribe(other, track)
@@ -302,24 +468,48 @@ class RoomManager:
         participant.room.broadcast(
             m.track_unpublished(participant.id, track.id), exclude=participant
         )
+        self._announce(participant)
+
+    def set_muted(self, participant: Participant, track: Track, muted: bool) -> None:
+        if track.muted == muted:
+            return
+        track.muted = muted
+        participant.room.broadcast(
+            m.track_muted(participant.id, track.id, muted), exclude=participant
+        )
+        self._announce(participant)
 
     def _drop_track(self, participant: Participant, track: Track) -> None:
         participant.tracks.pop(track.id, None)
-        for other in participant.room.participants.values():
+        self._local_tracks.pop(track.id, None)
+        self._unsubscribe_everyone(participant.room, track)
+        if track.media is not None:
+            track.media.close()
+        if participant.peer.publisher is not None:
+            participant.peer.publisher.remove_track(track.id)
+
+    def _unsubscribe_everyone(self, room: Room, track: Track) -> None:
+        for other in room.participants.values():
             # Preferences may be stored before a subscription: forget them all.
             other.quality.pop(track.id, None)
             other.video_size.pop(track.id, None)
             if other.peer.subscriber is not None and other.peer.subscriber.remove_track(track.id):
                 other.negotiate_subscriber()
-        track.media.close()
-        if participant.peer.publisher is not None:
-            participant.peer.publisher.remove_track(track.id)
 
     def subscribe(self, participant: Participant, track: Track) -> bool:
         subscriber = participant.peer.ensure_subscriber()
         if subscriber.has_track(track.id):
             return False
-        downtrack = subscriber.add_track(track.media, track.publisher_id)
+        media = track.media
+        if media is None:
+            # Published on another node: receive it over the relay (once per
+            # track on this node, however many subscribe here).
+            relay = self.engine.relay
+            if relay is None or track.spec is None or track.relay is None:
+                logger.warning("track %s is on another node and there is no relay", track.id)
+                return False
+            media = relay.acquire(track.spec, track.relay, int(time.monotonic() * 1000))
+        downtrack = subscriber.add_track(media, track.publisher_id)
         quality = participant.quality.get(track.id)
         if quality == "off" and track.kind == "video":
             downtrack.pause()
@@ -342,9 +532,169 @@ class RoomManager:
         participant.negotiate_subscriber()
         return True
 
+    # --- other nodes -------------------------------------------------------------
+
+    def _on_event(self, room_name: str, event: dict[str, Any]) -> None:
+        room = self.rooms.get(room_name)
+        if room is None:
+            return  # nobody here is in that room
+        kind = event.get("type")
+        if kind == "participant":
+            try:
+                record = ParticipantRecord.from_json_obj(event.get("record"))
+            except (KeyError, TypeError, ValueError):
+                logger.warning("cluster: a participant event does not parse; skipped")
+                return
+            self._apply_record(room, record)
+        elif kind == "participant_left":
+            participant_id = event.get("participant")
+            if isinstance(participant_id, str) and participant_id in room.remote:
+                self._remove_remote(room, room.remote[participant_id])
+                room.bury(participant_id, time.monotonic())
+        elif kind == "replace_identity" and event.get("node") != self.node_id:
+            for participant in list(room.participants.values()):
+                if participant.identity == event.get("identity"):
+                    participant.send(m.leave("duplicate_identity"))
+                    participant.close_session("duplicate_identity")
+
+    def _apply_record(self, room: Room, record: ParticipantRecord) -> None:
+        """Bring this node's view of one remote participant up to `record`,
+        telling local participants what changed."""
+        if record.node_id == self.node_id or record.participant_id in room.tombstones:
+            return
+        now_s = time.monotonic()
+        remote = room.remote.get(record.participant_id)
+        if remote is not None and record.rev <= remote.rev:
+            if record.rev == remote.rev:
+                remote.updated_s = now_s  # confirmed present
+            return
+        relay = _parse_address(record.relay)
+        tracks: dict[str, Track] = {}
+        for raw in record.tracks:
+            try:
+                info, spec = track_from_record(raw)
+            except RecordError as exc:
+                logger.warning("cluster: skipping a track of %s: %s", record.participant_id, exc)
+                continue
+            tracks[info.id] = Track(
+                id=info.id,
+                kind=info.kind,
+                source=info.source,
+                name=info.name,
+                codec=info.codec,
+                mid="",
+                publisher_id=record.participant_id,
+                media=None,
+                muted=info.muted,
+                layers=info.layers,
+                simulcast=info.simulcast,
+                spec=spec,
+                relay=relay,
+            )
+        if remote is None:
+            remote = RemoteParticipant(
+                record.participant_id, record.identity, record.name, record.node_id, record.rev
+            )
+            room.remote[remote.id] = remote
+            room.broadcast(m.participant_joined(remote.info()))
+        remote.rev = record.rev
+        remote.node_id = record.node_id
+        remote.updated_s = now_s
+        old = remote.tracks
+        for track_id, track in old.items():
+            if track_id not in tracks:
+                self._drop_remote_track(room, track)
+                room.broadcast(m.track_unpublished(remote.id, track_id))
+        for track_id, track in tracks.items():
+            before = old.get(track_id)
+            if before is None:
+                remote.tracks[track_id] = track
+                room.broadcast(m.track_published(remote.id, track.info()))
+                for participant in list(room.participants.values()):
+                    if participant.auto_subscribe and participant.grants.subscribe:
+                        self.subscribe(participant, track)
+            elif before.muted != track.muted:
+                before.muted = track.muted
+                room.broadcast(m.track_muted(remote.id, track_id, track.muted))
+            if before is not None and before.relay != track.relay:
+                before.relay = track.relay
+        remote.tracks = {tid: old.get(tid) or t for tid, t in tracks.items()}
+
+    def _drop_remote_track(self, room: Room, track: Track) -> None:
+        self._unsubscribe_everyone(room, track)
+        if self.engine.relay is not None:
+            self.engine.relay.release_track(track.id)
+
+    def _remove_remote(self, room: Room, remote: RemoteParticipant) -> None:
+        room.remote.pop(remote.id, None)
+        for track in list(remote.tracks.values()):
+            self._drop_remote_track(room, track)
+            room.broadcast(m.track_unpublished(remote.id, track.id))
+        room.broadcast(m.participant_left(remote.id))
+
+    async def _reread(self, room: Room) -> bool:
+        """Re-read the room's members from Redis and apply the difference.
+        Returns False when Redis did not answer (nothing is removed then)."""
+        try:
+            alive = {
+                n.node_id for n in await asyncio.wait_for(self.membership.nodes(), READ_TIMEOUT_S)
+            }
+            records = await asyncio.wait_for(
+                self.membership.participants(room.name), READ_TIMEOUT_S
+            )
+        except Exception as exc:  # noqa: BLE001 - Redis away: keep the current view
+            logger.debug("cluster: re-reading room %s failed: %s", room.name, exc)
+            return False
+        present = set()
+        for record in records:
+            present.add(record.participant_id)
+            self._apply_record(room, record)
+        now_s = time.monotonic()
+        for remote in list(room.remote.values()):
+            if remote.id in present or now_s - remote.updated_s < RECENT_UPDATE_S:
+                continue
+            # A node listed alive wrote its state before its key: absent means
+            # gone. A node not listed is dead or not yet back after a Redis
+            # restart: give it MISSING_NODE_ROUNDS re-reads.
+            if (
+                remote.node_id in alive
+                or self._missing_rounds.get(remote.node_id, 0) >= MISSING_NODE_ROUNDS
+            ):
+                self._remove_remote(room, remote)
+                room.bury(remote.id, now_s)
+        return True
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            await asyncio.sleep(RECONCILE_S)
+            try:
+                alive = {
+                    n.node_id
+                    for n in await asyncio.wait_for(self.membership.nodes(), READ_TIMEOUT_S)
+                }
+            except Exception:  # noqa: BLE001 - Redis away: nothing to learn now
+                continue
+            nodes = {r.node_id for room in self.rooms.values() for r in room.remote.values()}
+            self._missing_rounds = {
+                node: self._missing_rounds.get(node, 0) + 1 for node in nodes if node not in alive
+            }
+            for room in list(self.rooms.values()):
+                try:
+                    await self._reread(room)
+                except Exception:  # noqa: BLE001 - one room's bug must not stop the loop
+                    logger.exception("cluster: reconciling room %s failed", room.name)
+
     def stats(self) -> dict[str, int]:
         return {
             "rooms": len(self.rooms),
             "participants": sum(len(r.participants) for r in self.rooms.values()),
+            "remote_participants": sum(len(r.remote) for r in self.rooms.values()),
             "tracks": sum(len(r.tracks()) for r in self.rooms.values()),
         }
+
+
+def _parse_address(text: str) -> tuple[str, int] | None:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return host.strip("[]"), int(port)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 from sfu.negotiate import NegotiationError, UnsupportedMedia
+from sfu.relay import RemoteTrackSpec
 from sfu.transport import CandidateError
 from signaling import messages as m
 from signaling.auth import TokenClaims
@@ -113,7 +114,7 @@ class Session:
         finally:
             if self.participant is not None:
                 with contextlib.suppress(Exception):
-                    await self.manager.leave(self.participant)
+                    await self.manager.leave(self.participant, self._closing or "left")
             self.close(self._closing or "closed")
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(writer, 5.0)
@@ -221,11 +222,7 @@ class Session:
                 raise m.ProtocolError(
                     "not_found", f"you publish no track {message.track_id!r}", kind
                 )
-            if track.muted != message.muted:
-                track.muted = message.muted
-                participant.room.broadcast(
-                    m.track_muted(participant.id, track.id, track.muted), exclude=participant
-                )
+            manager.set_muted(participant, track, message.muted)
         elif isinstance(message, m.Leave):
             self.send(m.leave("client_left"))
             self.close("client_left")
@@ -275,6 +272,13 @@ class Session:
                 if layer.rid is not None
             )
             source = spec.source if spec else ("microphone" if media.kind == "audio" else "camera")
+            # Other nodes order the layers the way this one does: by the
+            # announced qualities, else by picture size once keyframes show it.
+            relay_spec = RemoteTrackSpec.of(
+                published,
+                {rid: layer.quality for rid, layer in announced.items()},
+                {rid: (layer.width, layer.height) for rid, layer in announced.items()},
+            )
             new_tracks.append(
                 Track(
                     id=published.track_id,
@@ -286,6 +290,8 @@ class Session:
                     publisher_id=participant.id,
                     media=published,
                     layers=layers,
+                    simulcast=published.simulcast,
+                    spec=relay_spec,
                 )
             )
         mids = {mid: published.track_id for mid, published in publisher.tracks.items()}

@@ -12,6 +12,9 @@ Redis. This list is the reference for operators.
 - ``node-rooms:{id}`` (set): rooms a node has participants in, so a dead
   node's participants can be found and removed.
 - ``events:{room}`` (pub/sub channel): membership events of one room.
+- ``relay-secret`` (string, hex): the key that authenticates the relay
+  between nodes (:mod:`sfu.core.relay_wire`); made by the first node with
+  SET NX, and written back the same way by every node if Redis loses it.
 """
 
 from __future__ import annotations
@@ -42,6 +45,10 @@ class Keys:
 
     def events(self, room: str) -> str:
         return f"{self.prefix}events:{room}"
+
+    @property
+    def secret(self) -> str:
+        return self.prefix + "relay-secret"
 
     @property
     def events_pattern(self) -> str:

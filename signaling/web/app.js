@@ -5,7 +5,9 @@
 // simulcast=0, autojoin=1.
 //
 // For automated tests the page exposes `window.sfuDemo` (see the end of this
-// file) and marks its state on <body data-state="idle|joining|joined|left|error">.
+// file) and marks its state on <body data-state="idle|joining|joined|left|reconnecting|error">.
+// When the server moves the call (`leave` with reason `migrate`: its node is
+// draining) the page joins the same room again, on its own.
 // Remote tiles are <section class="tile" data-track-id data-participant
 // data-identity> with a <select data-role="quality">.
 
@@ -25,7 +27,10 @@ const state = {
   lastStats: {},
   events: [], // recent client events, for debugging and tests
   error: null,
+  joinArgs: null, // {room, name, simulcast, identity} of the last join, for rejoin()
 };
+
+const REJOIN_ATTEMPTS = 5;
 
 function setState(value) {
   document.body.dataset.state = value;
@@ -51,13 +56,14 @@ function randomSuffix() {
 
 // --- tokens ---------------------------------------------------------------------------
 
-async function obtainToken(room, name) {
+// `identity`: the one to ask for (a rejoin keeps its own); default: a new one.
+async function obtainToken(room, name, identity = null) {
   const serverUrl = params.get('url') || `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/v1/rtc`;
   const token = params.get('token');
   if (token) return { token, url: serverUrl };
   // Identity must be unique in a room (a second session with the same one
   // replaces the first), so two tabs with the same name get different ones.
-  const q = new URLSearchParams({ room, identity: `${name}-${randomSuffix()}`, name });
+  const q = new URLSearchParams({ room, identity: identity || `${name}-${randomSuffix()}`, name });
   const response = await fetch(`/v1/dev/token?${q}`, { cache: 'no-store' });
   if (response.status === 404) {
     throw new Error('this server does not hand out dev tokens (it runs without --dev): open the page with ?token=<access token>');
@@ -242,13 +248,14 @@ async function refreshStats() {
 
 // --- join / leave ---------------------------------------------------------------------
 
-async function join(room, name, { simulcast = true } = {}) {
+async function join(room, name, { simulcast = true, identity = null } = {}) {
   if (state.client) throw new Error('already joined');
+  state.joinArgs = { room, name, simulcast, identity };
   setState('joining');
   status('joining…');
   $('#join').disabled = true;
   try {
-    const { token, url } = await obtainToken(room, name);
+    const { token, url } = await obtainToken(room, name, identity);
     const client = new SfuClient();
     state.client = client;
     wireClient(client);
@@ -262,6 +269,7 @@ async function join(room, name, { simulcast = true } = {}) {
     throw err;
   }
   const client = state.client;
+  state.joinArgs.identity = client.self.identity;
   $('#join-form').hidden = true;
   $('#controls').hidden = false;
   $('#room-label').textContent = `room ${client.room.name} as ${client.self.name}`;
@@ -323,11 +331,51 @@ function wireClient(client) {
     if (s === 'failed') status(`${target} connection failed`, true);
   });
   on('servererror', (err) => status(`server: ${err.code}: ${err.message}`, true));
-  on('leave', ({ reason }) => status(`the server closed the session: ${reason}`, reason !== 'client_left'));
-  on('closed', ({ reason }) => {
-    finish();
-    if (reason !== 'client_left') status(`disconnected: ${reason}`, true);
+  let migrating = false;
+  on('leave', ({ reason }) => {
+    if (reason !== 'migrate') {
+      status(`the server closed the session: ${reason}`, reason !== 'client_left');
+      return;
+    }
+    migrating = true;
+    status('the server is moving this call; reconnecting…');
+    // The server closes the connection next; close it ourselves if it does not.
+    setTimeout(() => { if (!client.closed) client.leave(0); }, 2000);
   });
+  on('closed', ({ reason }) => {
+    const mutedKinds = state.localTracks.filter((t) => t.muted).map((t) => t.kind);
+    finish();
+    if (migrating) rejoin(mutedKinds).catch((err) => status(err.message, true));
+    else if (reason !== 'client_left') status(`disconnected: ${reason}`, true);
+  });
+}
+
+// The server moved the call (its node drains): join the same room again, as
+// the same participant, which lands on another node. join() publishes the
+// camera and microphone again; what was muted is muted again.
+async function rejoin(mutedKinds) {
+  const { room, name, simulcast, identity } = state.joinArgs;
+  let lastError = null;
+  for (let attempt = 1; attempt <= REJOIN_ATTEMPTS; attempt++) {
+    setState('reconnecting');
+    $('#join').disabled = true;
+    status(`the server is moving this call; reconnecting…${attempt > 1 ? ` (attempt ${attempt} of ${REJOIN_ATTEMPTS})` : ''}`);
+    // 0.5–1 s, doubling: jittered, because the whole room is told to move at once.
+    await new Promise((resolve) => setTimeout(resolve, (500 + Math.random() * 500) * 2 ** (attempt - 1)));
+    if (state.client) return; // joined meanwhile
+    try {
+      await join(room, name, { simulcast, identity });
+    } catch (err) {
+      lastError = err;
+      continue;
+    }
+    const buttons = { audio: $('#mute-mic'), video: $('#mute-cam') };
+    for (const kind of mutedKinds) await toggleMute(kind, buttons[kind]).catch(() => {});
+    return;
+  }
+  setState('error');
+  status(`could not reconnect after ${REJOIN_ATTEMPTS} attempts: ${lastError ? lastError.message : 'unknown error'}`, true);
+  $('#join').disabled = false;
 }
 
 function finish() {

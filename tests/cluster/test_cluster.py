@@ -1,0 +1,299 @@
+"""Rooms that span nodes: real node processes, a real redis-server, real bots.
+
+Each test starts its own redis-server and 2-3 `sfu serve --redis-url` processes
+on 127.0.0.1 and joins bots to them over real ICE/DTLS/SRTP."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from sfu_bot.client import Bot
+from tests.cluster.conftest import RedisServer
+from tests.cluster.nodes import NodeProcess, token
+
+pytestmark = pytest.mark.timeout(120)
+
+StartNodes = Callable[..., Awaitable[list[NodeProcess]]]
+
+
+@pytest.fixture
+async def start_nodes(redis_server: RedisServer, tmp_path: Path) -> AsyncIterator[StartNodes]:
+    started: list[NodeProcess] = []
+
+    async def start(*names: str, workers: int = 1) -> list[NodeProcess]:
+        nodes = [NodeProcess(n, redis_server.url, tmp_path, workers=workers) for n in names]
+        for node in nodes:
+            node.start()
+            started.append(node)
+        for node in nodes:
+            await node.wait_ready()
+        return nodes
+
+    yield start
+    for node in started:
+        node.kill()
+
+
+@pytest.fixture
+async def bots() -> AsyncIterator[list[Bot]]:
+    made: list[Bot] = []
+    yield made
+    for bot in made:
+        await bot.close()
+
+
+async def _join(
+    bots: list[Bot], node: NodeProcess, identity: str, room: str = "r1", **kwargs: object
+) -> Bot:
+    bot = Bot(node.url, token(room, identity), name=identity, **kwargs)  # type: ignore[arg-type]
+    bots.append(bot)
+    await bot.connect()
+    return bot
+
+
+def _flowing(bot: Bot, count: int, min_packets: int = 30) -> bool:
+    return len(bot.tracks) >= count and all(t.packets >= min_packets for t in bot.tracks.values())
+
+
+def _assert_byte_identical(publisher: Bot, subscriber: Bot) -> int:
+    """Every packet the subscriber got carries the payload the publisher sent
+    at the same position: same bytes, no gap, no reordering."""
+    (track,) = [t for t in subscriber.tracks.values() if t.kind == "video"]
+    sent = list(publisher.stream("cam").recorded.items())
+    assert track.payloads is not None
+    received = sorted(track.payloads.items())
+    first_seq, first_payload = received[0]
+    starts = [i for i, (_s, payload) in enumerate(sent) if payload == first_payload]
+    assert len(starts) == 1
+    for sub_seq, payload in received:
+        assert payload == sent[starts[0] + sub_seq - first_seq][1], f"differs at {sub_seq}"
+    return len(received)
+
+
+async def test_one_participant_on_each_node_see_each_other_and_exchange_media(
+    start_nodes: StartNodes, bots: list[Bot]
+) -> None:
+    a, b = await start_nodes("node-a", "node-b")
+    alice = await _join(bots, a, "alice", record=True)
+    bob = await _join(bots, b, "bob", record=True)
+    assert bob.joined is not None and alice.joined is not None
+    assert alice.joined["room"]["node_id"] == "node-a"
+    assert bob.joined["room"]["node_id"] == "node-b"
+    # bob's `joined` lists alice (on the other node); alice hears bob join.
+    assert [p["identity"] for p in bob.joined["participants"]] == ["alice"]
+    await alice.wait_until(lambda: len(alice.participants) == 1, 5, "alice sees bob")
+    assert [p["identity"] for p in alice.participants.values()] == ["bob"]
+    # A third participant on a's node sees both, one per node, in `joined`.
+    carol = await _join(bots, a, "carol", auto_subscribe=False)
+    assert sorted(p["identity"] for p in carol.joined["participants"]) == ["alice", "bob"]
+
+    await alice.publish(audio=True)
+    await bob.publish(audio=True)
+    for me in (alice, bob):
+        await me.wait_until(lambda me=me: _flowing(me, 2, 200), 20, f"{me.name} receives")
+        for t in me.tracks.values():
+            assert t.missing() == [], f"{me.name} {t.kind} lost {t.missing()[:10]}"
+    assert _assert_byte_identical(alice, bob) >= 200
+    assert _assert_byte_identical(bob, alice) >= 200
+    info_a, info_b = await a.info(), await b.info()
+    # Each node sends the other its two tracks once, and receives two.
+    assert info_a["relay"]["out_streams"] == 2 and info_a["relay"]["in_streams"] == 2
+    assert info_b["relay"]["out_streams"] == 2 and info_b["relay"]["in_streams"] == 2
+    assert info_a["relay"]["rejected"] == 0 and info_b["relay"]["replayed"] == 0
+
+
+async def test_five_subscribers_on_b_get_one_relay_stream_from_a(
+    start_nodes: StartNodes, bots: list[Bot]
+) -> None:
+    a, b = await start_nodes("node-a", "node-b")
+    publisher = await _join(bots, a, "pub")
+    await publisher.publish(audio=False)
+    subscribers = [await _join(bots, b, f"sub{i}") for i in range(5)]
+    for sub in subscribers:
+        await sub.wait_until(lambda sub=sub: _flowing(sub, 1, 100), 20, f"{sub.name} receives")
+    info_a, info_b = await a.info(), await b.info()
+    assert info_a["relay"]["out_streams"] == 1, info_a
+    assert info_b["relay"]["in_streams"] == 1, info_b
+    assert info_b["downtracks"] == 5
+    # Packets a sent on the relay ~ packets one subscriber received (not five times).
+    received = max(s.tracks[next(iter(s.tracks))].packets for s in subscribers)
+    sent = info_a["relay"]["packets_sent"]
+    assert sent < 2 * received + 100, (sent, received)
+    # A keyframe request from b reached a's publisher (a new relay stream asks one).
+    assert publisher.keyframe_requests_received >= 1
+    # When every subscriber on b leaves, b releases the track and a stops sending.
+    for sub in subscribers:
+        await sub.leave()
+    deadline = time.monotonic() + 15
+    while (await a.info())["relay"]["out_streams"]:
+        assert time.monotonic() < deadline, "a still relays a track nobody on b wants"
+        await asyncio.sleep(0.25)
+
+
+async def test_sigkill_a_node_and_its_participants_leave_within_10_s(
+    start_nodes: StartNodes, bots: list[Bot]
+) -> None:
+    a, b, c = await start_nodes("node-a", "node-b", "node-c")
+    doomed = await _join(bots, a, "doomed")
+    await doomed.publish(audio=True)
+    watchers = [await _join(bots, b, "wb"), await _join(bots, c, "wc")]
+    for w in watchers:
+        await w.wait_until(lambda w=w: _flowing(w, 2, 20), 20, f"{w.name} receives")
+    doomed_id = doomed.participant_id
+    killed_at = time.monotonic()
+    a.kill()
+    for w in watchers:
+        got = await w.wait_for(
+            "participant_left",
+            timeout=12,
+            predicate=lambda msg: msg.get("participant_id") == doomed_id,
+        )
+        assert got is not None
+        assert time.monotonic() - killed_at < 10.5
+        unpublished = [
+            msg
+            for msg in w.messages
+            if msg.get("type") == "track_unpublished" and msg.get("participant_id") == doomed_id
+        ]
+        assert len(unpublished) == 2
+    # b stopped receiving the relay of the dead node's tracks.
+    deadline = time.monotonic() + 10
+    while (await b.info())["relay"]["in_streams"]:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.25)
+
+
+async def test_sigterm_drains_clients_migrate_and_rejoin_elsewhere(
+    start_nodes: StartNodes, bots: list[Bot]
+) -> None:
+    a, b = await start_nodes("node-a", "node-b")
+    mover = await _join(bots, a, "mover")
+    stayer = await _join(bots, b, "stayer")
+    await mover.publish(audio=False)
+    await stayer.wait_until(lambda: _flowing(stayer, 1, 30), 20, "stayer receives")
+    old_id = mover.participant_id
+    a.signal(signal.SIGTERM)
+    leave = await mover.wait_for("leave", timeout=5)
+    assert leave["reason"] == "migrate"
+    assert await a.wait_exit(15) == 0
+    await stayer.wait_for(
+        "participant_left", timeout=5, predicate=lambda m: m.get("participant_id") == old_id
+    )
+    # Placement sends the client to a node that is alive; it rejoins the room there.
+    async with aiohttp.ClientSession() as http:
+        async with http.get(
+            f"{b.http}/v1/rooms/r1/node",
+            headers={"Authorization": f"Bearer {token('r1', 'mover')}"},
+        ) as response:
+            placed = await response.json()
+    assert placed["node_id"] == "node-b" and placed["url"] == b.url
+    await mover.close()
+    again = await _join(bots, b, "mover")
+    assert [p["identity"] for p in again.joined["participants"]] == ["stayer"]
+    await again.publish(audio=False)
+
+    def receives_mover() -> bool:
+        track = stayer.track_of_kind("video", again.participant_id)
+        return track is not None and track.packets > 30
+
+    await stayer.wait_until(receives_mover, 15, "stayer receives the rejoined mover")
+
+
+async def test_redis_restart_keeps_media_and_heals_membership(
+    start_nodes: StartNodes, bots: list[Bot], redis_server: RedisServer
+) -> None:
+    a, b = await start_nodes("node-a", "node-b")
+    pub = await _join(bots, a, "pub")
+    sub = await _join(bots, b, "sub")
+    await pub.publish(audio=False)
+    await sub.wait_until(lambda: _flowing(sub, 1, 30), 20, "sub receives")
+    redis_server.stop()
+    before = next(iter(sub.tracks.values())).packets
+    await asyncio.sleep(3.0)
+    during = next(iter(sub.tracks.values())).packets
+    assert during - before > 150, "media stopped while Redis was away"
+    # While Redis is away a third participant joins node b (state to re-publish).
+    late = await _join(bots, b, "late", auto_subscribe=False)
+    redis_server.start()
+    restarted = time.monotonic()
+    # Within 10 s each node has re-registered and re-published its members.
+    async with aiohttp.ClientSession() as http:
+        while True:
+            async with http.get(
+                f"{a.http}/v1/rooms/r1/node",
+                headers={"Authorization": f"Bearer {token('r1', 'x')}"},
+            ) as response:
+                placed = await response.json()
+            if placed["participants_in_room"] >= 1 and await _members_in_redis(redis_server) == {
+                "pub",
+                "sub",
+                "late",
+            }:
+                break
+            assert time.monotonic() - restarted < 10, "membership not whole after 10 s"
+            await asyncio.sleep(0.25)
+    after = next(iter(sub.tracks.values())).packets
+    await asyncio.sleep(1.0)
+    assert next(iter(sub.tracks.values())).packets - after > 30
+    # And a newcomer sees everyone, on both nodes.
+    newcomer = await _join(bots, a, "newcomer", auto_subscribe=False)
+    assert sorted(p["identity"] for p in newcomer.joined["participants"]) == [
+        "late",
+        "pub",
+        "sub",
+    ]
+    assert late.closed is False
+
+
+async def _members_in_redis(redis_server: RedisServer) -> set[str]:
+    import json
+
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(redis_server.url)
+    try:
+        members = await client.hgetall("sfu:test:room:r1")
+    except Exception:  # noqa: BLE001 - still starting
+        return set()
+    finally:
+        await client.aclose()
+    return {json.loads(raw)["identity"] for raw in members.values()}
+
+
+async def test_workers_behind_one_port_share_rooms(
+    start_nodes: StartNodes, bots: list[Bot]
+) -> None:
+    (node,) = await start_nodes("w", workers=2)
+    joined: list[Bot] = []
+    for i in range(24):
+        joined.append(await _join(bots, node, f"p{i}", auto_subscribe=False))
+        workers = {b.joined["room"]["node_id"] for b in joined}
+        if len(workers) == 2 and i >= 3:
+            break
+    assert workers == {"w-0", "w-1"}, workers
+    # Someone on each worker: the last joiner sees everyone who came before.
+    last = joined[-1]
+    assert len(last.joined["participants"]) == len(joined) - 1
+    # Media crosses the workers: a publisher on one, a subscriber on the other.
+    first_on = {b.joined["room"]["node_id"]: b for b in reversed(joined)}
+    publisher = first_on["w-0"]
+    await publisher.publish(audio=False)
+    other = first_on["w-1"]
+    await other.subscribe([t["id"] for t in (await _published(other, publisher))])
+    await other.wait_until(lambda: _flowing(other, 1, 30), 20, "cross-worker media")
+
+
+async def _published(watcher: Bot, publisher: Bot) -> list[dict[str, object]]:
+    await watcher.wait_until(
+        lambda: bool(watcher.participants.get(publisher.participant_id, {}).get("tracks")),
+        10,
+        "the track is announced",
+    )
+    return watcher.participants[publisher.participant_id]["tracks"]  # type: ignore[return-value]
