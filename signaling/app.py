@@ -18,6 +18,7 @@ from sfu.engine import MediaConfig, MediaEngine
 from sfu.publisher import MediaLimits
 from sfu.relay import Relay
 from sfu.transport import TransportConfig
+from signaling import messages as m
 from signaling.auth import AuthError, KeyStore, verify_token
 from signaling.cluster.membership import LocalMembership, Membership, NodeInfo, RedisMembership
 from signaling.cluster.placement import DEFAULT_SOFT_LIMIT, choose_node
@@ -259,8 +260,28 @@ async def _drain(app: web.Application) -> None:
     sessions = list(app[SESSIONS])
     if sessions:
         logger.info("draining: asking %d clients to migrate", len(sessions))
+    config = app[CONFIG]
+    # Tell each client where to go: this node stops listening now, so it
+    # cannot be asked afterwards. Placement over the other nodes, using what
+    # this node knows of each room (which node has how many of its members).
+    try:
+        others = [
+            n
+            for n in await asyncio.wait_for(app[MEMBERSHIP].nodes(), 1.0)  # type: ignore[attr-defined]
+            if n.node_id != config.node_id
+        ]
+    except Exception:  # noqa: BLE001 - no advice then: clients retry the same URL
+        others = []
     for session in sessions:
-        session.send({"type": "leave", "reason": "migrate"})
+        url = None
+        participant = session.participant
+        if others and participant is not None:
+            members: dict[str, int] = {}
+            for remote in participant.room.remote.values():
+                members[remote.node_id] = members.get(remote.node_id, 0) + 1
+            chosen = choose_node(others, members, config.placement_soft_limit)
+            url = chosen.signaling_url if chosen is not None else None
+        session.send(m.leave("migrate", url))
         session.close("migrate")
     deadline = time.monotonic() + app[CONFIG].drain_timeout_s
     while app[SESSIONS] and time.monotonic() < deadline:

@@ -10,6 +10,7 @@ import os
 import secrets
 import signal
 import sys
+import time
 from collections.abc import Sequence
 
 from aiohttp import web
@@ -48,6 +49,7 @@ def _load_keys(args: argparse.Namespace) -> KeyStore:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from signaling.accesslog import AccessLogger
     from signaling.app import ServerConfig, create_app
 
     logging.basicConfig(
@@ -128,6 +130,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         handle_signals=True,
         shutdown_timeout=5,
         reuse_port=args.reuse_port or None,
+        access_log_class=AccessLogger,
     )
     return 0
 
@@ -163,8 +166,27 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+async def placement(url: str, room: str, token: str) -> str:
+    """Where to rejoin `room`: the node GET /v1/rooms/{room}/node names, asked
+    of the node at `url` (behind a load balancer that may be any node); the
+    same URL if the answer does not come."""
+    import aiohttp
+
+    http_url = url.replace("ws://", "http://", 1).replace("wss://", "https://", 1).rstrip("/")
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as http:
+            async with http.get(
+                f"{http_url}/v1/rooms/{room}/node", headers={"Authorization": f"Bearer {token}"}
+            ) as response:
+                if response.status == 200:
+                    return str((await response.json())["url"])
+    except (aiohttp.ClientError, TimeoutError, KeyError, ValueError):
+        pass
+    return url
+
+
 def cmd_bot(args: argparse.Namespace) -> int:
-    from sfu_bot.client import Bot
+    from sfu_bot.client import Bot, BotError
 
     logging.basicConfig(level=getattr(logging, args.log_level.upper()))
     if args.simulcast and args.codec != "vp8":
@@ -173,37 +195,78 @@ def cmd_bot(args: argparse.Namespace) -> int:
     token = args.token or issue_token(
         DEV_KEY, DEV_SECRET, args.room, args.identity, name=args.identity
     )
+    deadline = time.monotonic() + args.duration
+
+    async def session(url: str, stop: asyncio.Event) -> str | None:
+        """One connection; returns the URL to reconnect to when the node
+        drains (`leave` with reason `migrate`), None when done."""
+        bot = Bot(
+            url, token, rtc_hosts=tuple(args.rtc_host), name=args.identity, decode=args.decode
+        )
+        try:
+            joined = await bot.connect()
+            print(
+                json.dumps(
+                    {
+                        "joined": joined["room"],
+                        "participant": joined["participant"],
+                    }
+                ),
+                flush=True,
+            )
+            if args.mode == "publish":
+                tracks = await bot.publish(
+                    audio=not args.no_audio,
+                    video=None if args.no_video else args.codec,
+                    width=args.width,
+                    height=args.height,
+                    fps=args.fps,
+                    bitrate_bps=args.bitrate,
+                    simulcast=args.simulcast,
+                )
+                print(json.dumps({"published": tracks}), flush=True)
+            migrate = asyncio.ensure_future(
+                bot.wait_for("leave", lambda m: m.get("reason") == "migrate", timeout=1e9)
+            )
+            stopped = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait(
+                    {migrate, stopped},
+                    timeout=None if args.duration <= 0 else max(0.0, deadline - time.monotonic()),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                for waiter in (migrate, stopped):
+                    waiter.cancel()
+            if migrate.done() and not migrate.cancelled() and migrate.exception() is None:
+                print(json.dumps({"migrating": True}), flush=True)
+                # The draining node names where to go; else ask placement
+                # (through a load balancer, any node answers).
+                return migrate.result().get("url") or await placement(url, args.room, token)
+            return None
+        finally:
+            print(json.dumps(bot.stats()), flush=True)
+            await bot.leave()
 
     async def run() -> None:
-        bot = Bot(
-            args.url, token, rtc_hosts=tuple(args.rtc_host), name=args.identity, decode=args.decode
-        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        joined = await bot.connect()
-        print(
-            json.dumps({"joined": joined["room"], "participant": joined["participant"]}), flush=True
-        )
-        if args.mode == "publish":
-            tracks = await bot.publish(
-                audio=not args.no_audio,
-                video=None if args.no_video else args.codec,
-                width=args.width,
-                height=args.height,
-                fps=args.fps,
-                bitrate_bps=args.bitrate,
-                simulcast=args.simulcast,
-            )
-            print(json.dumps({"published": tracks}), flush=True)
-        try:
-            await asyncio.wait_for(stop.wait(), args.duration if args.duration > 0 else None)
-        except TimeoutError:
-            pass
-        finally:
-            print(json.dumps(bot.stats()), flush=True)
-            await bot.leave()
+        url: str | None = args.url
+        attempts = 0
+        while url is not None and not stop.is_set():
+            if args.duration > 0 and time.monotonic() >= deadline:
+                break
+            try:
+                url = await session(url, stop)
+                attempts = 0
+            except (OSError, BotError) as exc:
+                attempts += 1
+                if attempts > 5:
+                    raise
+                print(json.dumps({"reconnecting": str(exc)}), flush=True)
+                await asyncio.sleep(0.5 * attempts)
 
     asyncio.run(run())
     return 0

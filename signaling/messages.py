@@ -750,8 +750,12 @@ def pong(ts: float | int) -> dict[str, Any]:
     return {"type": "pong", "ts": ts}
 
 
-def leave(reason: str) -> dict[str, Any]:
-    return {"type": "leave", "reason": reason}
+def leave(reason: str, url: str | None = None) -> dict[str, Any]:
+    """`url`: with reason `migrate`, the node to reconnect to (placement's answer)."""
+    message = {"type": "leave", "reason": reason}
+    if url:
+        message["url"] = url
+    return message
 
 
 def error(code: str, message: str, request_type: str | None = None) -> dict[str, Any]:

@@ -6,10 +6,14 @@ on 127.0.0.1 and joins bots to them over real ICE/DTLS/SRTP."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -107,6 +111,11 @@ async def test_one_participant_on_each_node_see_each_other_and_exchange_media(
     assert info_a["relay"]["out_streams"] == 2 and info_a["relay"]["in_streams"] == 2
     assert info_b["relay"]["out_streams"] == 2 and info_b["relay"]["in_streams"] == 2
     assert info_a["relay"]["rejected"] == 0 and info_b["relay"]["replayed"] == 0
+    # The access log names paths, never the token in the WebSocket URL.
+    for node in (a, b):
+        log = node.log_path.read_text()
+        assert '"GET /v1/node" 200' in log
+        assert alice.token not in log and bob.token not in log and "access_token" not in log
 
 
 async def test_five_subscribers_on_b_get_one_relay_stream_from_a(
@@ -170,40 +179,96 @@ async def test_sigkill_a_node_and_its_participants_leave_within_10_s(
         await asyncio.sleep(0.25)
 
 
-async def test_sigterm_drains_clients_migrate_and_rejoin_elsewhere(
-    start_nodes: StartNodes, bots: list[Bot]
+async def test_sigterm_drains_and_the_bot_rejoins_on_another_node(
+    start_nodes: StartNodes, bots: list[Bot], tmp_path: Path
 ) -> None:
     a, b = await start_nodes("node-a", "node-b")
-    mover = await _join(bots, a, "mover")
     stayer = await _join(bots, b, "stayer")
-    await mover.publish(audio=False)
-    await stayer.wait_until(lambda: _flowing(stayer, 1, 30), 20, "stayer receives")
-    old_id = mover.participant_id
-    a.signal(signal.SIGTERM)
-    leave = await mover.wait_for("leave", timeout=5)
-    assert leave["reason"] == "migrate"
-    assert await a.wait_exit(15) == 0
-    await stayer.wait_for(
-        "participant_left", timeout=5, predicate=lambda m: m.get("participant_id") == old_id
+    # The mover is `sfu bot`, the command-line client: on `leave`/`migrate` it
+    # asks placement where to go and rejoins the room there, publishing again.
+    mover = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "signaling.cli",
+        "bot",
+        "publish",
+        "--url",
+        a.url,
+        "--room",
+        "r1",
+        "--identity",
+        "mover",
+        "--no-audio",
+        "--duration",
+        "60",
+        "--rtc-host",
+        "127.0.0.1",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=(tmp_path / "mover.log").open("wb"),
     )
-    # Placement sends the client to a node that is alive; it rejoins the room there.
+    try:
+        lines = _json_lines(mover)
+        first = await asyncio.wait_for(anext(lines), 15)
+        assert first["joined"]["node_id"] == "node-a"
+        old_id = first["participant"]["id"]
+        await stayer.wait_until(
+            lambda: _receives_from(stayer, old_id), 20, "stayer receives the mover on a"
+        )
+        a.signal(signal.SIGTERM)
+        assert await a.wait_exit(15) == 0
+        await stayer.wait_for(
+            "participant_left", lambda m: m.get("participant_id") == old_id, timeout=5
+        )
+        events = []
+        async for event in lines:
+            events.append(event)
+            if "joined" in event:
+                break
+        assert {"migrating": True} in events, events
+        assert "joined" in event, events
+        assert event["joined"]["node_id"] == "node-b"
+        new_id = event["participant"]["id"]
+        await stayer.wait_until(
+            lambda: _receives_from(stayer, new_id), 20, "stayer receives the mover on b"
+        )
+    finally:
+        if mover.returncode is None:
+            mover.terminate()
+        await mover.wait()
+
+
+def _receives_from(bot: Bot, publisher_id: str) -> bool:
+    track = bot.track_of_kind("video", publisher_id)
+    return track is not None and track.packets > 30
+
+
+async def _json_lines(proc: asyncio.subprocess.Process) -> AsyncIterator[dict[str, Any]]:
+    assert proc.stdout is not None
+    while True:
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        if not line:
+            return
+        with contextlib.suppress(ValueError):
+            yield json.loads(line)
+
+
+async def test_placement_needs_a_token_for_the_room(start_nodes: StartNodes) -> None:
+    (a,) = await start_nodes("node-a")
     async with aiohttp.ClientSession() as http:
-        async with http.get(
-            f"{b.http}/v1/rooms/r1/node",
-            headers={"Authorization": f"Bearer {token('r1', 'mover')}"},
-        ) as response:
-            placed = await response.json()
-    assert placed["node_id"] == "node-b" and placed["url"] == b.url
-    await mover.close()
-    again = await _join(bots, b, "mover")
-    assert [p["identity"] for p in again.joined["participants"]] == ["stayer"]
-    await again.publish(audio=False)
-
-    def receives_mover() -> bool:
-        track = stayer.track_of_kind("video", again.participant_id)
-        return track is not None and track.packets > 30
-
-    await stayer.wait_until(receives_mover, 15, "stayer receives the rejoined mover")
+        url = f"{a.http}/v1/rooms/r1/node"
+        async with http.get(url) as response:
+            assert response.status == 401
+        headers = {"Authorization": f"Bearer {token('other', 'x')}"}
+        async with http.get(url, headers=headers) as response:
+            assert response.status == 403
+        headers = {"Authorization": f"Bearer {token('r1', 'x')}"}
+        async with http.get(url, headers=headers) as response:
+            assert response.status == 200
+            assert await response.json() == {
+                "node_id": "node-a",
+                "url": a.url,
+                "participants_in_room": 0,
+            }
 
 
 async def test_redis_restart_keeps_media_and_heals_membership(
