@@ -21,6 +21,7 @@ import pytest
 from sfu_bot.client import Bot
 from tests.cluster.conftest import RedisServer
 from tests.cluster.nodes import NodeProcess, token
+from tests.integration.test_simulcast import assert_one_clean_stream, layer_changed
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -362,3 +363,56 @@ async def _published(watcher: Bot, publisher: Bot) -> list[dict[str, object]]:
         "the track is announced",
     )
     return watcher.participants[publisher.participant_id]["tracks"]  # type: ignore[return-value]
+
+
+async def test_simulcast_layers_are_chosen_on_the_subscribers_node(
+    start_nodes: StartNodes, bots: list[Bot]
+) -> None:
+    a, b = await start_nodes("node-a", "node-b")
+    publisher = await _join(bots, a, "pub")
+    ids = await publisher.publish(audio=False, simulcast=True, gop=30, frames=90)
+    track_id = ids["cam"]
+    subscriber = await _join(bots, b, "sub", record=True)
+    await layer_changed(subscriber, track_id, "high", 15)
+    await subscriber.set_quality(track_id, "low")
+    assert await layer_changed(subscriber, track_id, "low", 3) < 2.0
+    await subscriber.set_quality(track_id, "high")
+    assert await layer_changed(subscriber, track_id, "high", 3) < 2.0
+    await asyncio.sleep(0.5)
+    track = subscriber.tracks[track_id]
+    assert_one_clean_stream(track)
+    assert {(320, 180), (1280, 720)} <= set(track.keyframe_sizes)
+    # All three layers cross once each, as one relay stream of the track.
+    assert (await a.info())["relay"]["out_streams"] == 1
+
+
+async def test_mute_unpublish_and_a_second_session_cross_nodes(
+    start_nodes: StartNodes, bots: list[Bot]
+) -> None:
+    a, b = await start_nodes("node-a", "node-b")
+    alice = await _join(bots, a, "alice")
+    ids = await alice.publish(audio=True)
+    watcher = await _join(bots, b, "watcher")
+    await watcher.wait_until(lambda: _flowing(watcher, 2, 20), 20, "watcher receives")
+    await alice.send({"type": "mute", "track_id": ids["mic"], "muted": True})
+    muted = await watcher.wait_for("track_muted", timeout=5)
+    assert (muted["track_id"], muted["muted"]) == (ids["mic"], True)
+    await alice.send({"type": "unpublish", "track_id": ids["mic"]})
+    gone = await watcher.wait_for("track_unpublished", timeout=5)
+    assert gone["track_id"] == ids["mic"]
+    # b stops receiving the audio over the relay; the video stays.
+    deadline = time.monotonic() + 10
+    while (await b.info())["relay"]["in_streams"] != 1:
+        assert time.monotonic() < deadline, await b.info()
+        await asyncio.sleep(0.1)
+    # The same identity joining on the other node replaces the first session.
+    again = await _join(bots, b, "alice")
+    kicked = await alice.wait_for("leave", timeout=5)
+    assert kicked["reason"] == "duplicate_identity"
+    await watcher.wait_for(
+        "participant_left",
+        lambda msg: msg.get("participant_id") == alice.participant_id,
+        timeout=5,
+    )
+    assert again.joined is not None
+    assert [p["identity"] for p in again.joined["participants"]] == ["watcher"]
