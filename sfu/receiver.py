@@ -229,15 +229,18 @@ class Receiver:
 
     def _new_source(self, ssrc: int) -> None:
         if self.ssrc is not None:
+            # A new stream: what was learned about the old one does not apply.
+            # (The first SSRC keeps a sender report that came before any RTP,
+            # as a relayed stream's first one does.)
             logger.info(
                 "track %s: publisher SSRC changed %#x -> %#x", self.track_id, self.ssrc, ssrc
             )
+            self._unwrap = SeqUnwrapper()
+            self.stats = ReceiveStats(self.clock_rate)
+            self.nack = NackGenerator()
+            self.cache.clear()
+            self.last_sr = None
         self.ssrc = ssrc
-        self._unwrap = SeqUnwrapper()
-        self.stats = ReceiveStats(self.clock_rate)
-        self.nack = NackGenerator()
-        self.cache.clear()
-        self.last_sr = None
 
     # --- control -------------------------------------------------------------
 

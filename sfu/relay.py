@@ -117,9 +117,9 @@ class RemoteTrackSpec:
             "feedback": sorted(self.feedback),
             "cname": self.cname,
             "rids": list(self.rids),
-            "qualities": self.qualities,
+            "qualities": dict(self.qualities),
             "sizes": {rid: list(size) for rid, size in self.sizes.items()},
-            "extension_ids": self.extension_ids,
+            "extension_ids": dict(self.extension_ids),
         }
 
     @classmethod
@@ -128,6 +128,8 @@ class RemoteTrackSpec:
         try:
             codec = data["codec"]
             track_id = _text(data["track_id"], "track_id", MAX_TRACK_ID_BYTES)
+            if not track_id:
+                raise SpecError("track_id is empty")
             kind = data["kind"]
             if kind not in ("audio", "video"):
                 raise SpecError(f"kind {kind!r}")
@@ -136,22 +138,24 @@ class RemoteTrackSpec:
             if not 0 <= payload_type <= 127 or not 0 < clock_rate <= 1_000_000:
                 raise SpecError("codec payload type or clock rate out of range")
             channels = codec.get("channels")
-            rids = tuple(_text(r, "rid", 16) for r in data.get("rids", ()))
+            if channels is not None and (not isinstance(channels, int) or not 0 < channels <= 8):
+                raise SpecError("channels must be 1 to 8")
+            rids = tuple(_text(r, "rid", 16) for r in _list(data.get("rids", []), "rids"))
             if len(rids) > 3 or list(rids) != sorted(set(rids)):
                 raise SpecError("rids must be at most 3, sorted and distinct")
             qualities = {
                 _text(r, "rid", 16): q
-                for r, q in dict(data.get("qualities", {})).items()
+                for r, q in _dict(data.get("qualities", {}), "qualities").items()
                 if q in QUALITIES
             }
             sizes = {
-                _text(r, "rid", 16): (int(s[0]), int(s[1]))
-                for r, s in dict(data.get("sizes", {})).items()
+                _text(r, "rid", 16): _size(s)
+                for r, s in _dict(data.get("sizes", {}), "sizes").items()
             }
             extension_ids = {
-                _text(uri, "extension", 256): int(i)
-                for uri, i in dict(data.get("extension_ids", {})).items()
-                if 1 <= int(i) <= 255
+                _text(uri, "extension", 256): i
+                for uri, i in _dict(data.get("extension_ids", {}), "extension_ids").items()
+                if _ext_id(i)
             }
             return cls(
                 track_id=track_id,
@@ -163,7 +167,9 @@ class RemoteTrackSpec:
                     int(channels) if channels is not None else None,
                     _text(codec.get("fmtp", ""), "fmtp", 1024),
                 ),
-                feedback=frozenset(_text(f, "feedback", 64) for f in data.get("feedback", ())),
+                feedback=frozenset(
+                    _text(f, "feedback", 64) for f in _list(data.get("feedback", []), "feedback")
+                ),
                 cname=_text(data.get("cname", ""), "cname", 255),
                 rids=rids,
                 qualities=qualities,
@@ -177,9 +183,43 @@ class RemoteTrackSpec:
 
 
 def _text(value: Any, what: str, limit: int) -> str:
-    if not isinstance(value, str) or len(value) > limit:
-        raise SpecError(f"{what} must be a string of at most {limit} characters")
+    if not isinstance(value, str) or len(value.encode()) > limit:
+        raise SpecError(f"{what} must be a string of at most {limit} bytes")
     return value
+
+
+def _list(value: Any, what: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise SpecError(f"{what} must be a list")
+    return value
+
+
+def _dict(value: Any, what: str) -> dict[Any, Any]:
+    if not isinstance(value, dict):
+        raise SpecError(f"{what} must be an object")
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _ext_id(value: Any) -> bool:
+    """An extension id must be an integer; one outside 1..255 (RFC 8285 §4.2,
+    §4.3) is dropped rather than trusted."""
+    if not _is_int(value):
+        raise SpecError("an extension id must be an integer")
+    return 1 <= value <= 255
+
+
+def _size(value: Any) -> tuple[int, int]:
+    if (
+        not isinstance(value, list | tuple)
+        or len(value) != 2
+        or not all(_is_int(v) and 0 <= v <= 16384 for v in value)
+    ):
+        raise SpecError("a size must be [width, height], 0 to 16384")
+    return value[0], value[1]
 
 
 def layers_by_rid(track: PublishedTrack) -> list[Receiver]:
@@ -279,14 +319,15 @@ class Relay(asyncio.DatagramProtocol):
     def __init__(self, node_id: str, key: bytes, find_track: FindTrack) -> None:
         self.node_id = node_id
         self._key = key
-        self._sealer = Sealer(key, time.time_ns() // 1000)
+        self._sealer = Sealer(key, time.time_ns() // 1000, secrets.randbits(64))
         self._find_track = find_track
         self._transport: asyncio.DatagramTransport | None = None
         self.address: Address | None = None
         self._out: dict[tuple[Address, int], OutStream] = {}
         self._in: dict[int, InStream] = {}
         self._in_by_track: dict[str, InStream] = {}
-        self._windows: OrderedDict[Address, ReplayWindow] = OrderedDict()
+        #: Replay windows by sender id (authenticated senders only).
+        self._windows: OrderedDict[int, ReplayWindow] = OrderedDict()
         self._rtcp_ssrc = secrets.randbits(32) or 1
         self.stats = RelayStats()
 
@@ -316,6 +357,7 @@ class Relay(asyncio.DatagramProtocol):
             stream.track.close()
         self._in.clear()
         self._in_by_track.clear()
+        self.stats.out_streams = self.stats.in_streams = 0
         if self._transport is not None:
             self._transport.close()
             self._transport = None
@@ -324,7 +366,7 @@ class Relay(asyncio.DatagramProtocol):
         """A new cluster secret (Redis lost it and it was made anew)."""
         if key != self._key:
             self._key = key
-            self._sealer = Sealer(key, self._sealer.counter)
+            self._sealer = Sealer(key, self._sealer.counter, self._sealer.sender)
             self._windows.clear()
 
     # --- sending -------------------------------------------------------------
@@ -438,10 +480,10 @@ class Relay(asyncio.DatagramProtocol):
             self.stats.rejected += 1
             return
         source: Address = (addr[0], addr[1])
-        window = self._windows.get(source)
+        window = self._windows.get(datagram.sender)
         if window is None:
             # Only authenticated senders get a window: a stranger allocates nothing.
-            window = self._windows[source] = ReplayWindow()
+            window = self._windows[datagram.sender] = ReplayWindow()
             if len(self._windows) > MAX_SENDERS:
                 self._windows.popitem(last=False)
         if not window.accept(datagram.counter):
@@ -452,7 +494,7 @@ class Relay(asyncio.DatagramProtocol):
         stats.bytes_received += len(data)
         kind = datagram.kind
         if kind == Kind.RTP or kind == Kind.SENDER_REPORT:
-            self._on_media(datagram.kind, datagram.channel, datagram.layer, datagram.payload)
+            self._on_media(source, kind, datagram.channel, datagram.layer, datagram.payload)
         elif kind == Kind.FEEDBACK:
             self._on_feedback(source, datagram.channel, datagram.layer, datagram.payload)
         elif kind == Kind.SUBSCRIBE:
@@ -466,9 +508,11 @@ class Relay(asyncio.DatagramProtocol):
                     "relay: node %s stopped track %s", stream.node_id, stream.track.track_id
                 )
 
-    def _on_media(self, kind: int, channel: int, layer: int, payload: memoryview) -> None:
+    def _on_media(
+        self, source: Address, kind: int, channel: int, layer: int, payload: memoryview
+    ) -> None:
         stream = self._in.get(channel)
-        if stream is None or layer >= len(stream.layers):
+        if stream is None or layer >= len(stream.layers) or source != stream.addr:
             self.stats.unknown_channel += 1
             return
         receiver = stream.layers[layer]

@@ -3,10 +3,10 @@
 A node relays a published track to another node as plain RTP inside a small
 authenticated envelope, one UDP datagram per packet::
 
-    0       1       2       3       4               8                16
-    +-------+-------+-------+-------+---------------+----------------+
-    | ver=1 | type  | layer | 0     | channel (u32) | counter (u64)  |
-    +-------+-------+-------+-------+---------------+----------------+
+    0       1       2       3       4               8               16              24
+    +-------+-------+-------+-------+---------------+---------------+---------------+
+    | ver=1 | type  | layer | 0     | channel (u32) | sender (u64)  | counter (u64) |
+    +-------+-------+-------+-------+---------------+---------------+---------------+
     | payload (an RTP packet, an RTCP packet, or a control body)  ...
     +-----------------------------------------------------------------+
     | tag: BLAKE2b-128 keyed with the cluster secret over all above   |
@@ -16,11 +16,13 @@ authenticated envelope, one UDP datagram per packet::
   it can route what arrives without looking at the payload; ``layer`` is the
   simulcast layer's position in the track's RIDs, sorted (both sides know the
   RIDs from the track's record and sort them the same way).
-- ``counter`` grows by one per datagram a sender sends and starts at the
-  sender's wall clock in microseconds, so a restarted node starts above what
-  it sent before. With :class:`ReplayWindow` it stops a recorded datagram
-  from being played again (the same idea as SRTP's replay list, RFC 3711
-  §3.3.2).
+- ``sender`` is a random id a node's relay picks when it starts; ``counter``
+  grows by one per datagram that sender sends, starting at its wall clock in
+  microseconds. The receiver keeps one :class:`ReplayWindow` per sender id
+  (not per address: the address is not covered by the tag, so a datagram
+  replayed from another address must still meet its sender's window). A
+  recorded datagram cannot be played again (the same idea as SRTP's replay
+  list, RFC 3711 §3.3.2).
 - The tag is BLAKE2b in its keyed mode (RFC 7693 §2.5), which is a MAC: a
   stranger without the cluster secret can neither inject nor alter a
   datagram. It costs ~1.3 µs for a 1200-byte packet, once per packet and
@@ -51,11 +53,11 @@ __all__ = [
 ]
 
 VERSION = 1
-HEADER_BYTES = 16
+HEADER_BYTES = 24
 TAG_BYTES = 16
 OVERHEAD_BYTES = HEADER_BYTES + TAG_BYTES
 MAX_TRACK_ID_BYTES = 64
-_HEADER = struct.Struct("!BBBxIQ")
+_HEADER = struct.Struct("!BBBxIQQ")
 _SR = struct.Struct("!QI")
 _COUNTER_MASK = (1 << 64) - 1
 
@@ -86,6 +88,7 @@ class RelayDatagram:
     kind: int
     layer: int
     channel: int
+    sender: int
     counter: int
     payload: memoryview
 
@@ -97,17 +100,18 @@ def _tag(key: bytes, data: bytes | memoryview) -> bytes:
 class Sealer:
     """Builds authenticated datagrams with this sender's counter."""
 
-    __slots__ = ("_key", "counter")
+    __slots__ = ("_key", "counter", "sender")
 
-    def __init__(self, key: bytes, first_counter: int) -> None:
+    def __init__(self, key: bytes, first_counter: int, sender: int = 0) -> None:
         if not 16 <= len(key) <= 64:
             raise ValueError("the relay key must be 16 to 64 bytes")
         self._key = key
+        self.sender = sender & _COUNTER_MASK
         self.counter = first_counter & _COUNTER_MASK
 
     def seal(self, kind: int, layer: int, channel: int, payload: bytes | memoryview) -> bytes:
         self.counter = counter = (self.counter + 1) & _COUNTER_MASK
-        data = _HEADER.pack(VERSION, kind, layer, channel, counter) + payload
+        data = _HEADER.pack(VERSION, kind, layer, channel, self.sender, counter) + payload
         return data + _tag(self._key, data)
 
 
@@ -122,10 +126,10 @@ def open_datagram(key: bytes, data: bytes) -> RelayDatagram:
     body = view[:-TAG_BYTES]
     if not hmac.compare_digest(_tag(key, body), view[-TAG_BYTES:]):
         raise RelayError("bad tag: not from a node of this cluster")
-    _, kind, layer, channel, counter = _HEADER.unpack_from(data)
+    _, kind, layer, channel, sender, counter = _HEADER.unpack_from(data)
     if kind not in Kind.ALL:
         raise RelayError(f"unknown relay datagram type {kind}")
-    return RelayDatagram(kind, layer, channel, counter, body[HEADER_BYTES:])
+    return RelayDatagram(kind, layer, channel, sender, counter, body[HEADER_BYTES:])
 
 
 def pack_sender_report(ntp_timestamp: int, rtp_timestamp: int) -> bytes:
