@@ -114,8 +114,11 @@ async def test_one_participant_on_each_node_see_each_other_and_exchange_media(
     assert info_a["relay"]["rejected"] == 0 and info_b["relay"]["replayed"] == 0
     # The access log names paths, never the token in the WebSocket URL.
     for node in (a, b):
-        log = node.log_path.read_text()
-        assert '"GET /v1/node" 200' in log
+        # The access line is written just after the response: wait for it.
+        deadline = time.monotonic() + 5
+        while '"GET /v1/node" 200' not in (log := node.log_path.read_text()):
+            assert time.monotonic() < deadline, "no access log line"
+            await asyncio.sleep(0.05)
         assert alice.token not in log and bob.token not in log and "access_token" not in log
 
 
