@@ -159,6 +159,14 @@ async def test_sigkill_a_node_and_its_participants_leave_within_10_s(
     watchers = [await _join(bots, b, "wb"), await _join(bots, c, "wc")]
     for w in watchers:
         await w.wait_until(lambda w=w: _flowing(w, 2, 20), 20, f"{w.name} receives")
+    # wb publishes too, so b relays to a (the doomed node subscribes to it).
+    await watchers[0].publish(audio=False)
+    await doomed.wait_until(
+        lambda: any(t.kind == "video" and t.packets > 20 for t in doomed.tracks.values()),
+        20,
+        "a relays wb's video from b",
+    )
+    assert (await b.info())["relay"]["out_streams"] == 2  # to a and to c
     doomed_id = doomed.participant_id
     killed_at = time.monotonic()
     a.kill()
@@ -176,15 +184,18 @@ async def test_sigkill_a_node_and_its_participants_leave_within_10_s(
             if msg.get("type") == "track_unpublished" and msg.get("participant_id") == doomed_id
         ]
         assert len(unpublished) == 2
-    # b stopped receiving the relay of the dead node's tracks.
-    deadline = time.monotonic() + 10
-    while (await b.info())["relay"]["in_streams"]:
-        assert time.monotonic() < deadline
+    # Relays from the dead node are released, and b stops sending to it
+    # (its lease runs out): both within 10 s of the kill.
+    while True:
+        relay = (await b.info())["relay"]
+        if relay["in_streams"] == 0 and relay["out_streams"] == 1:  # c's stays
+            break
+        assert time.monotonic() - killed_at < 10, relay
         await asyncio.sleep(0.25)
 
 
 async def test_sigterm_drains_and_the_bot_rejoins_on_another_node(
-    start_nodes: StartNodes, bots: list[Bot], tmp_path: Path
+    start_nodes: StartNodes, bots: list[Bot], tmp_path: Path, redis_server: RedisServer
 ) -> None:
     a, b = await start_nodes("node-a", "node-b")
     stayer = await _join(bots, b, "stayer")
@@ -220,6 +231,9 @@ async def test_sigterm_drains_and_the_bot_rejoins_on_another_node(
         )
         a.signal(signal.SIGTERM)
         assert await a.wait_exit(15) == 0
+        # It cleared its membership on the way out.
+        assert await _redis_keys(redis_server, "sfu:test:node:node-a") == []
+        assert old_id not in await _member_ids_in_redis(redis_server)
         await stayer.wait_for(
             "participant_left", lambda m: m.get("participant_id") == old_id, timeout=5
         )
@@ -319,6 +333,26 @@ async def test_redis_restart_keeps_media_and_heals_membership(
         "sub",
     ]
     assert late.closed is False
+
+
+async def _redis_keys(redis_server: RedisServer, pattern: str) -> list[bytes]:
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(redis_server.url)
+    try:
+        return list(await client.keys(pattern))
+    finally:
+        await client.aclose()
+
+
+async def _member_ids_in_redis(redis_server: RedisServer) -> set[str]:
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(redis_server.url)
+    try:
+        return {pid.decode() for pid in await client.hkeys("sfu:test:room:r1")}
+    finally:
+        await client.aclose()
 
 
 async def _members_in_redis(redis_server: RedisServer) -> set[str]:
