@@ -3,6 +3,7 @@
 python -m bench                      # the full run (~10 minutes)
 python -m bench --smoke              # a few seconds: one tiny fan-out
 python -m bench --scenarios fanout --fanout 50,200 --duration 5
+python -m bench --scenarios fanout,cluster --fanout 200 --cluster 200
 """
 
 from __future__ import annotations
@@ -18,14 +19,15 @@ from typing import Any
 from bench import report, scenarios
 
 DEFAULT_FANOUT = (25, 50, 100, 200, 400)
+SCENARIOS = ("fanout", "meeting", "simulcast", "cluster")
 
 
 def _parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument(
         "--scenarios",
-        default="fanout,meeting,simulcast",
-        help="comma-separated: fanout, meeting, simulcast (default: all)",
+        default=",".join(SCENARIOS),
+        help="comma-separated: " + ", ".join(SCENARIOS) + " (default: all)",
     )
     parser.add_argument(
         "--fanout",
@@ -40,6 +42,12 @@ def _parse() -> argparse.Namespace:
     )
     parser.add_argument(
         "--simulcast", type=int, default=99, help="subscribers, spread over 3 layers"
+    )
+    parser.add_argument(
+        "--cluster",
+        type=int,
+        default=200,
+        help="subscribers of the cluster scenario, half on each of its two nodes",
     )
     parser.add_argument("--duration", type=float, default=10.0, help="window seconds per scenario")
     parser.add_argument("--probe-joins", type=int, default=5)
@@ -66,7 +74,7 @@ async def _main(args: argparse.Namespace) -> list[dict[str, Any]]:
     )
     plan: list[tuple[str, Any]] = []
     wanted = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    unknown = set(wanted) - {"fanout", "meeting", "simulcast"}
+    unknown = set(wanted) - set(SCENARIOS)
     if unknown:
         raise SystemExit(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     if "fanout" in wanted:
@@ -84,6 +92,8 @@ async def _main(args: argparse.Namespace) -> list[dict[str, Any]]:
         plan.append(
             (f"simulcast-{args.simulcast}", lambda: scenarios.simulcast(args.simulcast, options))
         )
+    if "cluster" in wanted:
+        plan.append((f"cluster-2x{args.cluster}", lambda: scenarios.cluster(args.cluster, options)))
     results = []
     for name, run in plan:
         print(f"bench: {name} ...", file=sys.stderr, flush=True)
@@ -94,6 +104,8 @@ async def _main(args: argparse.Namespace) -> list[dict[str, Any]]:
             result = {"scenario": name, "error": f"{type(exc).__name__}: {exc}"}
         print(f"bench: {name}: {result}", file=sys.stderr, flush=True)
         results.append(result)
+    # Against the single node's fan-out to as many subscribers, if it ran.
+    scenarios.compare_cluster(results)
     return results
 
 

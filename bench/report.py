@@ -83,11 +83,59 @@ def markdown(results: list[dict[str, Any]], info: dict[str, Any]) -> str:
                 rss=_fmt(r.get("server_rss_mb"), 0),
             )
         )
+    lines += _cluster_lines(results)
     return "\n".join(lines) + "\n"
 
 
+def _cluster_lines(results: list[dict[str, Any]]) -> list[str]:
+    """The cluster rows' own figures: cost against the single node, the relay."""
+    rows = [r for r in results if r.get("kind") == "cluster" and "error" not in r]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "Cluster: both nodes on the server's one core (server CPU and RSS above are "
+        "their sums); the probe on node B, behind the relay.",
+        "",
+        "| scenario | vs | overhead mean (p10) | relay streams A→B | relay pkt/s "
+        "| relay pkt / published | per node: subs, CPU, µs/pkt, RSS MB |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        out_streams = r.get("relay_out_streams") or []
+        in_streams = r.get("relay_in_streams") or []
+        streams = (
+            f"{out_streams[0]} out / {in_streams[-1]} in" if out_streams and in_streams else "–"
+        )
+        if r.get("relay_one_stream_per_track") is False:
+            streams += " (not 1 per track)"
+        nodes = "; ".join(
+            "{id}: {subs}, {share}, {us}, {rss}".format(
+                id=n.get("node_id", "?"),
+                subs=n.get("subscribers", "–"),
+                share=f"{n['cpu_share'] * 100:.0f} %" if "cpu_share" in n else "–",
+                us=_fmt(n.get("us_per_packet")),
+                rss=_fmt(n.get("rss_mb"), 0),
+            )
+            for n in r.get("nodes", [])
+        )
+        lines.append(
+            "| {scenario} | {vs} | {over} | {streams} | {pps} | {per_pub} | {nodes} |".format(
+                scenario=r["scenario"],
+                vs=r.get("cluster_overhead_vs") or "–",
+                over=f"{_fmt(r.get('cluster_overhead'))} ({_fmt(r.get('cluster_overhead_p10'))})",
+                streams=streams,
+                pps=_fmt(r.get("relay_packets_per_s")),
+                per_pub=_fmt(r.get("relay_packets_per_published"), 3),
+                nodes=nodes or "–",
+            )
+        )
+    return lines
+
+
 def plot(results: list[dict[str, Any]], path: Path) -> bool:
-    """Fan-out: cost per packet (server and floor) and delay against N."""
+    """Fan-out: cost per packet (server and floor) and delay against N; the
+    cluster's points (two nodes, same core) beside them at their N."""
     try:
         import matplotlib
 
@@ -99,9 +147,14 @@ def plot(results: list[dict[str, Any]], path: Path) -> bool:
         (r for r in results if r.get("kind") == "fanout" and "error" not in r),
         key=lambda r: r["subscribers"],
     )
-    if not fan:
+    clusters = sorted(
+        (r for r in results if r.get("kind") == "cluster" and "error" not in r),
+        key=lambda r: r["subscribers"],
+    )
+    if not fan and not clusters:
         return False
     n = [r["subscribers"] for r in fan]
+    cn = [r["subscribers"] for r in clusters]
     fig, (cost, delay) = plt.subplots(1, 2, figsize=(10, 4))
     panels = [
         (
@@ -123,12 +176,24 @@ def plot(results: list[dict[str, Any]], path: Path) -> bool:
             ],
         ),
     ]
-    for axes, title, ylabel, lines in panels:
+    cluster_points = [
+        [("cluster, 2 nodes on 1 core", "D", [r.get("server_us_per_packet") for r in clusters])],
+        [
+            ("cluster p50 (probe on B)", "D", [r["delay_probe"].get("p50_ms") for r in clusters]),
+            ("cluster p99 (probe on B)", "^", [r["delay_probe"].get("p99_ms") for r in clusters]),
+        ],
+    ]
+    ticks = sorted(set(n) | set(cn))
+    for (axes, title, ylabel, lines), points in zip(panels, cluster_points, strict=True):
         for label, style, values in lines:
-            axes.plot(n, values, style, label=label)
+            if n:
+                axes.plot(n, values, style, label=label)
+        for label, style, values in points:
+            if cn:
+                axes.plot(cn, values, style, label=label, markerfacecolor="none")
         axes.set_xscale("log")
         axes.minorticks_off()
-        axes.set_xticks(n, [str(x) for x in n])
+        axes.set_xticks(ticks, [str(x) for x in ticks])
         axes.set_xlabel("subscribers")
         axes.set_ylabel(ylabel)
         axes.set_ylim(bottom=0)

@@ -11,6 +11,9 @@ subscriber sockets. Figures per scenario (see bench/README.md):
 - added delay p50/p99: publisher send stamp to probe arrival (bench.probe);
 - join-to-first-frame: the probe's sequential joins on the loaded server;
 - server RSS at the end of the window.
+
+The cluster scenario runs two `sfu serve` nodes sharing a redis-server, both
+pinned to the server's core: its CPU is the sum over both processes.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from bench.load import (
     published_packets,
 )
 from bench.media import CLIP_FRAMES, FPS, GOP, VideoSpec
-from bench.server import ServerProcess
+from bench.server import RedisProcess, ServerProcess
 from bench.stats import percentile, summarize_ms
 from sfu_bot.client import DEFAULT_SIMULCAST_LAYERS, Bot
 
@@ -79,19 +82,58 @@ class Run:
         self.server = ServerProcess(
             cpu=options.server_cpu, log_path=options.log_dir / f"bench-server-{name}.log"
         )
+        #: Every server process measured (one here; a cluster's nodes in ClusterRun).
+        self.servers = [self.server]
+        #: The server the probe joins (a cluster's last node).
+        self.probe_server = self.server
         self.publishers: list[Bot] = []
         self.subscribers: list[tuple[Bot, Counter]] = []
+        #: Index in self.servers of each subscriber bot's server, by bot name.
+        self.node_of: dict[str, int] = {}
         self.join_s: list[float] = []
         self.result: dict[str, Any] = {"scenario": name}
 
-    async def __aenter__(self) -> Run:
+    async def start(self) -> None:
         await self.server.start()
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(server.stop() for server in self.servers), return_exceptions=True)
+
+    async def __aenter__(self) -> Run:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()  # a server that started but is not healthy
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         bots = self.publishers + [bot for bot, _ in self.subscribers]
-        await asyncio.gather(*(bot.close() for bot in bots), return_exceptions=True)
-        await self.server.stop()
+        try:
+            await asyncio.gather(*(bot.close() for bot in bots), return_exceptions=True)
+        finally:
+            await self.stop()
+
+    def cpu_seconds(self) -> list[float]:
+        """CPU seconds each server process has used so far."""
+        return [server.cpu_seconds() for server in self.servers]
+
+    def user_system_seconds(self) -> tuple[float, float]:
+        splits = [procstat.user_system_seconds(server.pid) for server in self.servers]
+        return sum(user for user, _ in splits), sum(system for _, system in splits)
+
+    def received_by_node(self) -> list[int]:
+        """Packets the load subscribers received so far, per server."""
+        counts = [0] * len(self.servers)
+        for bot, counter in self.subscribers:
+            counts[self.node_of.get(bot.name, 0)] += counter.packets
+        return counts
+
+    async def window_started(self) -> None:
+        """Called just before the window's first CPU reading."""
+
+    async def window_ended(self, result: dict[str, Any]) -> None:
+        """Called just after the window's last CPU reading."""
 
     async def publisher(
         self, name: str, *, simulcast: bool = False, subscribe: bool = False, room: str = ROOM
@@ -131,8 +173,12 @@ class Run:
 
         async def make(i: int) -> tuple[Bot, Counter]:
             name = f"sub-{i}"
+            # Spread over the servers in turn (a cluster's nodes: half each).
+            node = i % len(self.servers)
+            server = self.servers[node]
+            self.node_of[name] = node
             bot, counter = new_subscriber(
-                self.server.url, self.server.token(ROOM, name), name, max_delays=per_bot
+                server.url, server.token(ROOM, name), name, max_delays=per_bot
             )
             await bot.connect(timeout=30)
             return bot, counter
@@ -145,7 +191,7 @@ class Run:
 
     async def _start_probe(self) -> tuple[asyncio.subprocess.Process, asyncio.Task[bytes]]:
         config = {
-            "url": self.server.url,
+            "url": self.probe_server.url,
             "room": ROOM,
             "joins": self.options.probe_joins,
             "duration_s": self.options.duration_s,
@@ -155,7 +201,7 @@ class Run:
             "-m",
             "bench.probe",
             json.dumps(config),
-            env=dict(os.environ, BENCH_SFU_SECRET=self.server.secret),
+            env=dict(os.environ, BENCH_SFU_SECRET=self.probe_server.secret),
             stdout=asyncio.subprocess.PIPE,
         )
         assert proc.stdout is not None
@@ -176,39 +222,42 @@ class Run:
         # generator's own queueing; reported apart from the probe's).
         for _bot, counter in self.subscribers:
             counter.recording = True
+        await self.window_started()
         udp0 = procstat.udp_counters()
-        cpu0 = self.server.cpu_seconds()
-        split0 = procstat.user_system_seconds(self.server.pid)
+        cpu0_each = self.cpu_seconds()
+        split0 = self.user_system_seconds()
         pub0 = published_packets(self.publishers)
-        recv0 = sum(c.packets for _, c in self.subscribers)
+        recv0_each = self.received_by_node()
         t0 = time.monotonic()
         slices_us: list[float] = []
-        last_cpu, last_recv = cpu0, recv0
+        last_cpu, last_recv = sum(cpu0_each), sum(recv0_each)
         slices = max(1, int(self.options.duration_s / SLICE_S))
         for k in range(1, slices + 1):
             await asyncio.sleep(
                 max(0.0, t0 + k * self.options.duration_s / slices - time.monotonic())
             )
-            cpu = self.server.cpu_seconds()
+            cpu = sum(self.cpu_seconds())
             recv = sum(c.packets for _, c in self.subscribers)
             if recv > last_recv:
                 slices_us.append((cpu - last_cpu) / (recv - last_recv) * 1e6)
             last_cpu, last_recv = cpu, recv
-        cpu1 = self.server.cpu_seconds()
-        split1 = procstat.user_system_seconds(self.server.pid)
+        cpu1_each = self.cpu_seconds()
+        split1 = self.user_system_seconds()
         pub1 = published_packets(self.publishers)
-        recv1 = sum(c.packets for _, c in self.subscribers)
+        recv1_each = self.received_by_node()
         wall_s = time.monotonic() - t0
         udp1 = procstat.udp_counters()
-        rss = self.server.rss_bytes()
+        rss_each = [server.rss_bytes() for server in self.servers]
+        await self.window_ended(self.result)
         for _bot, counter in self.subscribers:
             counter.recording = False
         probe = json.loads(await asyncio.wait_for(probe_out, self.options.duration_s + 30))
         await proc.wait()
-        received = recv1 - recv0
+        received = sum(recv1_each) - sum(recv0_each)
         expected = expected_per_window(pub0, pub1)
         forwarded = received + probe["packets"]
-        cpu_s = cpu1 - cpu0
+        cpu_s = sum(cpu1_each) - sum(cpu0_each)
+        rss = sum(rss_each)
         self.result.update(
             {
                 "subscribers": len(self.subscribers),
@@ -244,6 +293,35 @@ class Run:
                 "udp_rcvbuf_errors": udp1.get("RcvbufErrors", 0) - udp0.get("RcvbufErrors", 0),
             }
         )
+        if len(self.servers) > 1:
+            # Per node: its load subscribers (and the probe on the probe's node).
+            probe_node = self.servers.index(self.probe_server)
+            loads = [0] * len(self.servers)
+            for bot, _counter in self.subscribers:
+                loads[self.node_of.get(bot.name, 0)] += 1
+            nodes = self.result.setdefault("nodes", [{} for _ in self.servers])
+            for k, server in enumerate(self.servers):
+                node_cpu = cpu1_each[k] - cpu0_each[k]
+                node_received = recv1_each[k] - recv0_each[k]
+                node_forwarded = node_received + (probe["packets"] if k == probe_node else 0)
+                node_expected = expected * loads[k] / len(self.subscribers) if expected else 0
+                nodes[k].update(
+                    {
+                        "node_id": server.node_id,
+                        "subscribers": loads[k],
+                        "probe": k == probe_node,
+                        "cpu_s": round(node_cpu, 3),
+                        "cpu_share": round(node_cpu / wall_s, 3),
+                        "forwarded_packets": node_forwarded,
+                        "us_per_packet": (
+                            round(node_cpu / node_forwarded * 1e6, 2) if node_forwarded else None
+                        ),
+                        "delivery": (
+                            round(node_received / node_expected, 5) if node_expected else None
+                        ),
+                        "rss_mb": round(rss_each[k] / 2**20, 1),
+                    }
+                )
 
     async def floor(self, streams: list[dict[str, Any]]) -> None:
         """Stop the publishers, then run the floor loop to the same subscriber
@@ -255,13 +333,13 @@ class Run:
         if self.options.server_cpu is not None:
             command = ["taskset", "-c", str(self.options.server_cpu), *command]
         proc = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
-        idle0 = self.server.cpu_seconds()
+        idle0 = sum(self.cpu_seconds())
         t0 = time.monotonic()
         out, _ = await asyncio.wait_for(proc.communicate(), self.options.duration_s + 120)
         # Meanwhile the server holds every subscriber with no media to forward:
         # what its timers, RTCP and ICE consent checks cost on their own.
         self.result["server_idle_cpu_share"] = round(
-            (self.server.cpu_seconds() - idle0) / (time.monotonic() - t0), 4
+            (sum(self.cpu_seconds()) - idle0) / (time.monotonic() - t0), 4
         )
         floor = json.loads(out.decode().strip().splitlines()[-1])
         self.result["floor"] = floor
@@ -402,3 +480,181 @@ async def simulcast(subscribers: int, options: Options) -> dict[str, Any]:
         await run.floor(streams)
         run.result["kind"] = "simulcast"
         return run.result
+
+
+class ClusterRun(Run):
+    """``nodes`` `sfu serve` processes of one cluster sharing a redis-server.
+
+    Every node is pinned to the server's core, as the single server is: the
+    load generator keeps the other core, so this measures what being a cluster
+    costs (a second process, the relay hop), not how a cluster scales.
+    Publishers join the first node ("A"), the probe the last ("B").
+    """
+
+    def __init__(self, name: str, options: Options, nodes: int = 2) -> None:
+        super().__init__(name, options)
+        self.redis = RedisProcess(options.log_dir / f"bench-redis-{name}.log")
+        secret = self.server.secret  # one API key for every node of the cluster
+        letters = "abcdefghijklmnopqrstuvwxyz"[:nodes]
+        self.servers = [
+            ServerProcess(
+                cpu=options.server_cpu,
+                log_path=options.log_dir / f"bench-server-{name}-{letter}.log",
+                redis_url=self.redis.url,
+                node_id=f"bench-{letter}",
+                cluster="bench",
+                secret=secret,
+            )
+            for letter in letters
+        ]
+        self.server = self.servers[0]
+        self.probe_server = self.servers[-1]
+        self._window: dict[str, Any] = {}
+
+    async def start(self) -> None:
+        await self.redis.start()
+        started = await asyncio.gather(
+            *(server.start() for server in self.servers), return_exceptions=True
+        )
+        for outcome in started:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    async def stop(self) -> None:
+        try:
+            await super().stop()
+        finally:
+            # After the nodes: a node leaving removes itself from Redis.
+            await self.redis.stop()
+
+    async def _snapshot(self) -> dict[str, Any]:
+        infos = await asyncio.gather(*(server.info() for server in self.servers))
+        return {
+            "t": time.monotonic(),
+            "info": infos,
+            "published": sum(published_packets(self.publishers).values()),
+            "redis_cpu_s": self.redis.cpu_seconds(),
+        }
+
+    async def window_started(self) -> None:
+        self._window["before"] = await self._snapshot()
+
+    async def window_ended(self, result: dict[str, Any]) -> None:
+        self._window["after"] = await self._snapshot()
+
+    def relay_figures(self) -> None:
+        """The relay's state at the end of the window and its traffic during it,
+        from every node's /v1/node, into self.result."""
+        before, after = self._window["before"], self._window["after"]
+        span_s = after["t"] - before["t"]
+        tracks = sum(len(bot.streams) for bot in self.publishers)
+        nodes = self.result.setdefault("nodes", [{} for _ in self.servers])
+        for k, (info0, info1) in enumerate(zip(before["info"], after["info"], strict=True)):
+            relay0, relay1 = info0.get("relay") or {}, info1.get("relay") or {}
+            nodes[k].update(
+                {
+                    "participants": info1.get("participants"),
+                    "downtracks": info1.get("downtracks"),
+                    "relay": relay1,
+                    # Counters' growth over the window (stream counts are levels).
+                    "relay_window": {
+                        key: value - relay0.get(key, 0)
+                        for key, value in relay1.items()
+                        if key not in ("out_streams", "in_streams")
+                    },
+                }
+            )
+        out_streams = [n["relay"].get("out_streams", 0) for n in nodes]
+        in_streams = [n["relay"].get("in_streams", 0) for n in nodes]
+        # A (the publisher's node) sends; the others receive.
+        sent = nodes[0]["relay_window"].get("packets_sent", 0)
+        sent_bytes = nodes[0]["relay_window"].get("bytes_sent", 0)
+        received = sum(n["relay_window"].get("packets_received", 0) for n in nodes[1:])
+        published = after["published"] - before["published"]
+        self.result.update(
+            {
+                "cluster_nodes": len(self.servers),
+                "published_tracks": tracks,
+                "relay_out_streams": out_streams,
+                "relay_in_streams": in_streams,
+                # One relay stream per published track and receiving node.
+                "relay_one_stream_per_track": (
+                    out_streams[0] == tracks * (len(nodes) - 1)
+                    and all(n == tracks for n in in_streams[1:])
+                    and sum(out_streams[1:]) == 0
+                    and in_streams[0] == 0
+                ),
+                "relay_packets_sent": sent,
+                "relay_packets_received": received,
+                "relay_packets_per_s": round(sent / span_s) if span_s > 0 else None,
+                "relay_bytes_per_s": round(sent_bytes / span_s) if span_s > 0 else None,
+                # A sends each published packet once per receiving node (plus a
+                # sender report now and then): ~1.0 with two nodes.
+                "relay_packets_per_published": round(sent / published, 3) if published else None,
+                # B to A: lease refreshes, NACKs, keyframe requests.
+                "relay_feedback_packets": sum(
+                    n["relay_window"].get("packets_sent", 0) for n in nodes[1:]
+                ),
+                "redis_cpu_share": (
+                    round((after["redis_cpu_s"] - before["redis_cpu_s"]) / span_s, 4)
+                    if span_s > 0
+                    else None
+                ),
+                # Not derivable here: the relay carries ~1/N of the forwarded
+                # packets, and its cost drowns in the run-to-run variation of
+                # the fan-out's (bench/README.md, "The cluster figures").
+                "relay_us_per_packet_estimate": None,
+            }
+        )
+        if not self.result["relay_one_stream_per_track"]:
+            print(
+                f"bench: {self.name}: expected one relay stream per track ({tracks}), "
+                f"got out {out_streams}, in {in_streams}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+async def cluster(subscribers: int, options: Options, nodes: int = 2) -> dict[str, Any]:
+    """One publisher (as in fan-out) on node A of a two-node cluster, N
+    subscribers split between A and B, the probe on B (its delay includes the
+    relay hop); both nodes on the server's core."""
+    async with ClusterRun(f"cluster-{nodes}x{subscribers}", options, nodes) as run:
+        await run.publisher("pub")
+        await run.join_subscribers(subscribers)
+
+        def expected(before: dict[str, int], after: dict[str, int]) -> int:
+            per_sub = _delta(before, after, "pub/audio") + _delta(before, after, "pub/video")
+            return per_sub * subscribers
+
+        await run.measure(expected)
+        run.relay_figures()
+        dests = run.dests([bot for bot, _ in run.subscribers])
+        await run.floor([{"video": _spec(), "audio": True, "dests": dests}])
+        run.result["kind"] = "cluster"
+        return run.result
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a and b else None
+
+
+def compare_cluster(results: list[dict[str, Any]]) -> None:
+    """Each cluster result against the single-node fan-out to as many
+    subscribers in the same invocation: ``cluster_overhead`` is the ratio of
+    their µs per packet (means; ``cluster_overhead_p10`` of the low deciles),
+    None when that fan-out did not run (or failed)."""
+    single = {
+        r["subscribers"]: r for r in results if r.get("kind") == "fanout" and "error" not in r
+    }
+    for r in results:
+        if r.get("kind") != "cluster" or "error" in r:
+            continue
+        fan = single.get(r.get("subscribers"))
+        r["cluster_overhead_vs"] = fan["scenario"] if fan else None
+        r["cluster_overhead"] = _ratio(
+            r.get("server_us_per_packet"), fan.get("server_us_per_packet") if fan else None
+        )
+        r["cluster_overhead_p10"] = _ratio(
+            r.get("server_us_per_packet_p10"), fan.get("server_us_per_packet_p10") if fan else None
+        )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
-from bench import procstat, report
+from bench import procstat, report, scenarios
+from bench.server import ServerProcess
 from bench.stats import percentile, summarize_ms
 from sfu.core.rtp import build_packet, parse_header
 from sfu_bot.stamp import STAMP_SIZE, add_send_stamp, read_send_stamp
@@ -143,3 +145,124 @@ def test_markdown_table_has_a_row_per_scenario() -> None:
         "| 0.20 / 1.50 |"
     ) in table
     assert "| meeting-10 | failed: RuntimeError: boom |" in table
+
+
+def _cluster_result(**extra: object) -> dict[str, object]:
+    result: dict[str, object] = {
+        "scenario": "cluster-2x200",
+        "kind": "cluster",
+        "subscribers": 200,
+        "forwarded_pps": 29000,
+        "server_cpu_share": 0.31,
+        "server_us_per_packet": 11.0,
+        "server_us_per_packet_p10": 9.0,
+        "delivery": 1.0,
+        "delay_probe": {"p50_ms": 1.5, "p99_ms": 5.0},
+        "join_to_first_frame": {"p50_ms": 70.0, "max_ms": 90.0},
+        "server_rss_mb": 230.0,
+        "relay_out_streams": [2, 0],
+        "relay_in_streams": [0, 2],
+        "relay_one_stream_per_track": True,
+        "relay_packets_per_s": 146,
+        "relay_packets_per_published": 1.012,
+        "nodes": [
+            {
+                "node_id": "bench-a",
+                "subscribers": 100,
+                "cpu_share": 0.16,
+                "us_per_packet": 11.2,
+                "rss_mb": 115.0,
+            },
+            {
+                "node_id": "bench-b",
+                "subscribers": 100,
+                "cpu_share": 0.15,
+                "us_per_packet": 10.8,
+                "rss_mb": 115.0,
+            },
+        ],
+    }
+    result.update(extra)
+    return result
+
+
+def test_cluster_overhead_against_the_same_runs_single_node_fanout() -> None:
+    fanout = {
+        "scenario": "fanout-200",
+        "kind": "fanout",
+        "subscribers": 200,
+        "server_us_per_packet": 10.0,
+        "server_us_per_packet_p10": 7.5,
+    }
+    other = {
+        "scenario": "fanout-50",
+        "kind": "fanout",
+        "subscribers": 50,
+        "server_us_per_packet": 1.0,
+        "server_us_per_packet_p10": 1.0,
+    }
+    cluster = _cluster_result()
+    scenarios.compare_cluster([other, fanout, cluster])
+    assert cluster["cluster_overhead_vs"] == "fanout-200"
+    assert cluster["cluster_overhead"] == 1.1
+    assert cluster["cluster_overhead_p10"] == 1.2
+    # No fan-out to as many subscribers (or it failed): nothing is made up.
+    alone = _cluster_result()
+    failed = {"scenario": "fanout-200", "error": "RuntimeError: boom"}
+    scenarios.compare_cluster([other, failed, alone])
+    assert alone["cluster_overhead_vs"] is None
+    assert alone["cluster_overhead"] is None and alone["cluster_overhead_p10"] is None
+
+
+def test_markdown_has_the_cluster_row_and_its_relay_figures() -> None:
+    info = {
+        "date": "2026-11-21",
+        "duration_s": 10.0,
+        "machine": {"cpu": "cpu", "cores": 2, "python": "3.11", "event_loop": "uvloop"},
+    }
+    cluster = _cluster_result(
+        cluster_overhead_vs="fanout-200", cluster_overhead=1.1, cluster_overhead_p10=1.2
+    )
+    table = report.markdown([cluster, {"scenario": "cluster-2x400", "error": "boom"}], info)
+    assert "| cluster-2x200 | 200 | 29000 | 31 % | 11.00 (9.00) |" in table
+    assert (
+        "| cluster-2x200 | fanout-200 | 1.10 (1.20) | 2 out / 2 in | 146 | 1.012 "
+        "| bench-a: 100, 16 %, 11.20, 115; bench-b: 100, 15 %, 10.80, 115 |"
+    ) in table
+    assert "| cluster-2x400 | failed: boom |" in table
+    # Without a cluster result there is no cluster section.
+    assert "relay" not in report.markdown([{"scenario": "x", "error": "e"}], info)
+    broken = _cluster_result(relay_one_stream_per_track=False, relay_out_streams=[4, 0])
+    assert "4 out / 2 in (not 1 per track)" in report.markdown([broken], info)
+
+
+def test_plot_draws_cluster_points(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    assert report.plot([_cluster_result()], tmp_path / "c.png")
+    assert (tmp_path / "c.png").stat().st_size > 1000
+
+
+def test_cluster_node_command_line(tmp_path: Path) -> None:
+    node = ServerProcess(
+        cpu=0,
+        log_path=tmp_path / "a.log",
+        redis_url="redis://127.0.0.1:6390/0",
+        node_id="bench-a",
+        cluster="bench",
+        secret="s3cret",
+    )
+    command = node.command()
+    assert command[command.index("--redis-url") + 1] == "redis://127.0.0.1:6390/0"
+    assert command[command.index("--cluster") + 1] == "bench"
+    assert command[command.index("--node-id") + 1] == "bench-a"
+    assert command[command.index("--relay-host") + 1] == "127.0.0.1"
+    assert node.secret == "s3cret"
+    if command[0] == "taskset":
+        assert command[:3] == ["taskset", "-c", "0"]
+    alone = ServerProcess(cpu=None, log_path=tmp_path / "b.log")
+    assert "--redis-url" not in alone.command() and alone.command()[0] != "taskset"
+    # Every node of one ClusterRun shares one API secret, one Redis, one cluster.
+    run = scenarios.ClusterRun("c", scenarios.Options(server_cpu=None, log_dir=tmp_path))
+    a, b = run.servers
+    assert a.secret == b.secret and a.redis_url == b.redis_url == run.redis.url
+    assert a.port != b.port and run.server is a and run.probe_server is b
