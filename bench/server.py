@@ -128,17 +128,26 @@ class ServerProcess:
                 return await response.json()
 
     async def stop(self) -> None:
-        proc = self._proc
-        if proc is not None and proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await _stop(self._proc)
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+def redis_server_argv(binary: str, port: int) -> list[str]:
+    """A redis-server on 127.0.0.1 only, keeping nothing on disk."""
+    return [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+
+
+async def _stop(proc: asyncio.subprocess.Process | None) -> None:
+    """SIGTERM, then SIGKILL after 10 s."""
+    if proc is not None and proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
 
 
 class RedisProcess:
@@ -163,17 +172,7 @@ class RedisProcess:
             raise RuntimeError("the cluster scenario needs redis-server (apt install redis-server)")
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self._proc = await asyncio.create_subprocess_exec(
-            binary,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            stdout=self._log,
-            stderr=self._log,
+            *redis_server_argv(binary, self.port), stdout=self._log, stderr=self._log
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -195,14 +194,7 @@ class RedisProcess:
         return procstat.cpu_seconds(self.pid)
 
     async def stop(self) -> None:
-        proc = self._proc
-        if proc is not None and proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await _stop(self._proc)
         if self._log is not None:
             self._log.close()
             self._log = None

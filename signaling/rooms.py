@@ -104,12 +104,13 @@ class RemoteParticipant:
     updated_s: float = 0.0
 
     def info(self) -> m.ParticipantInfo:
-        return m.ParticipantInfo(
-            id=self.id,
-            identity=self.identity,
-            name=self.name,
-            tracks=tuple(t.info() for t in self.tracks.values()),
-        )
+        return _participant_info(self)
+
+
+def _participant_info(p: Participant | RemoteParticipant) -> m.ParticipantInfo:
+    return m.ParticipantInfo(
+        id=p.id, identity=p.identity, name=p.name, tracks=tuple(t.info() for t in p.tracks.values())
+    )
 
 
 SendFn = Callable[[dict[str, Any]], None]
@@ -139,12 +140,7 @@ class Participant:
     )
 
     def info(self) -> m.ParticipantInfo:
-        return m.ParticipantInfo(
-            id=self.id,
-            identity=self.identity,
-            name=self.name,
-            tracks=tuple(t.info() for t in self.tracks.values()),
-        )
+        return _participant_info(self)
 
     def record(self, node_id: str, relay: str) -> ParticipantRecord:
         self.rev += 1

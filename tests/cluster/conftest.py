@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from bench.server import redis_server_argv
 from tests.integration.conftest import free_port
 
 
@@ -22,17 +23,7 @@ class RedisServer:
     def start(self) -> None:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         self.proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
+            redis_server_argv(binary, self.port),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

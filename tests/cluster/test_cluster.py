@@ -177,7 +177,9 @@ async def test_sigkill_a_node_and_its_participants_leave_within_10_s(
             predicate=lambda msg: msg.get("participant_id") == doomed_id,
         )
         assert got is not None
-        assert time.monotonic() - killed_at < 10.5
+        elapsed_s = time.monotonic() - killed_at
+        print(f"{w.name}: participant_left {elapsed_s:.1f} s after SIGKILL")
+        assert elapsed_s < 10.0
         unpublished = [
             msg
             for msg in w.messages
@@ -322,6 +324,7 @@ async def test_redis_restart_keeps_media_and_heals_membership(
                 break
             assert time.monotonic() - restarted < 10, "membership not whole after 10 s"
             await asyncio.sleep(0.25)
+    print(f"membership whole {time.monotonic() - restarted:.1f} s after the Redis restart")
     after = next(iter(sub.tracks.values())).packets
     await asyncio.sleep(1.0)
     assert next(iter(sub.tracks.values())).packets - after > 30
