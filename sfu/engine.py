@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sfu import aiortc_adapter
+from sfu.counters import MediaTotals
 from sfu.publisher import MediaLimits, Publisher
 from sfu.relay import Relay
 from sfu.subscriber import Subscriber
@@ -56,6 +57,7 @@ class Peer:
                 self._engine.certificate,
                 self._engine.config.limits,
                 lambda state: self._on_transport_state("publisher", state),
+                self._engine.totals,
             )
         return self.publisher
 
@@ -66,6 +68,7 @@ class Peer:
                 self._engine.config.transport,
                 self._engine.certificate,
                 lambda state: self._on_transport_state("subscriber", state),
+                self._engine.totals,
             )
         return self.subscriber
 
@@ -89,6 +92,8 @@ class MediaEngine:
         self.started_at = 0.0
         #: The relay to and from other nodes (sfu.relay), in a cluster.
         self.relay: Relay | None = None
+        #: Counts of media objects that are gone, and report histograms.
+        self.totals = MediaTotals()
 
     async def start(self) -> None:
         aiortc_adapter.check_compatibility()
@@ -109,6 +114,27 @@ class MediaEngine:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+    def media_totals(self) -> MediaTotals:
+        """Every counter since the node started: the gone objects' plus the
+        live ones' (read at scrape time, never per packet)."""
+        totals = self.totals.copy()
+        for peer in self.peers.values():
+            if peer.publisher is not None:
+                totals.add_publisher(peer.publisher)
+                for track in peer.publisher.tracks.values():
+                    for layer in track.layers:
+                        if not layer.closed:
+                            totals.add_receiver(layer)
+            if peer.subscriber is not None:
+                totals.add_subscriber(peer.subscriber)
+                for downtrack in peer.subscriber.downtracks.values():
+                    totals.add_downtrack(downtrack)
+        if self.relay is not None:
+            for layer in self.relay.inbound_layers():
+                if not layer.closed:
+                    totals.add_receiver(layer)
+        return totals
 
     def create_peer(self, peer_id: str, on_transport_state: TransportStateHandler) -> Peer:
         if self.certificate is None:

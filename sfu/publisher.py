@@ -26,6 +26,7 @@ from sfu.core.rtp import (
     find_extension,
     parse_header,
 )
+from sfu.counters import MediaTotals
 from sfu.negotiate import AcceptedMedia, NegotiationError, UnsupportedMedia, answer_publish
 from sfu.receiver import Receiver
 from sfu.sdp import SdpError, SessionDescription, parse, serialize
@@ -64,8 +65,10 @@ class Publisher:
         certificate: object,
         limits: MediaLimits,
         on_state: Callable[[str], None],
+        totals: MediaTotals | None = None,
     ) -> None:
         self.peer_id = peer_id
+        self.totals = totals
         self.cname = peer_id
         self.limits = limits
         self.transport = PeerTransport(
@@ -159,6 +162,7 @@ class Publisher:
                     send_rtcp=self.transport.send_rtcp,
                     cname=media.cname or self.cname,
                     rid=rid,
+                    totals=self.totals,
                 )
                 for rid in (media.rids or [None])
             ]
@@ -282,3 +286,6 @@ class Publisher:
             track.close()
         self.tracks.clear()
         await self.transport.close()
+        if self.totals is not None:
+            self.totals.add_publisher(self)
+            self.totals = None

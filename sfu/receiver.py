@@ -36,6 +36,7 @@ from sfu.core.throttle import KeyframeRequester
 from sfu.core.vp8 import Vp8Descriptor, parse_descriptor
 
 if TYPE_CHECKING:
+    from sfu.counters import MediaTotals
     from sfu.downtrack import DownTrack
     from sfu.relay import RelayTap
     from sfu.sdp import Codec
@@ -61,8 +62,11 @@ class Receiver:
         send_rtcp: Callable[[bytes], bool],
         cname: str,
         rid: str | None = None,
+        totals: MediaTotals | None = None,
     ) -> None:
         self.track_id = track_id
+        #: Where this stream's counts go when it closes (sfu.counters).
+        self._totals = totals
         #: The simulcast layer's RTP stream id (RFC 8852), None without simulcast.
         self.rid = rid
         self.kind = kind
@@ -309,7 +313,11 @@ class Receiver:
         return ReportBlock(*self.stats.report_block(self.ssrc, now_s))
 
     def close(self) -> None:
+        if self.closed:
+            return
         self.closed = True
+        if self._totals is not None:
+            self._totals.add_receiver(self)
         for downtrack in list(self.downtracks):
             downtrack.detach()
         self.downtracks = []

@@ -41,6 +41,7 @@ from sfu.core.relay_wire import (
 )
 from sfu.core.rtcp import Fir, Nack, Pli, RtcpError, parse_compound
 from sfu.core.rtp import RtpError, parse_header
+from sfu.counters import MediaTotals
 from sfu.receiver import Receiver
 from sfu.sdp import Codec
 from sfu.track import QUALITIES, PublishedTrack
@@ -316,8 +317,15 @@ class Relay(asyncio.DatagramProtocol):
     """This node's relay socket: sends its tracks to other nodes and receives
     theirs. `find_track` looks up a track published on this node by id."""
 
-    def __init__(self, node_id: str, key: bytes, find_track: FindTrack) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        key: bytes,
+        find_track: FindTrack,
+        totals: MediaTotals | None = None,
+    ) -> None:
         self.node_id = node_id
+        self._totals = totals
         self._key = key
         self._sealer = Sealer(key, time.time_ns() // 1000, secrets.randbits(64))
         self._find_track = find_track
@@ -420,6 +428,7 @@ class Relay(asyncio.DatagramProtocol):
                     send_rtcp=self._feedback_sender(channel, index, addr),
                     cname=spec.cname,
                     rid=rid,
+                    totals=self._totals,
                 )
             )
         # Qualities are known from the record only when the publisher named them.
@@ -466,6 +475,9 @@ class Relay(asyncio.DatagramProtocol):
         stream.track.close()
         self.stats.in_streams = len(self._in)
         logger.info("relay: stopped receiving track %s", stream.spec.track_id)
+
+    def inbound_layers(self) -> list[Receiver]:
+        return [layer for stream in self._in.values() for layer in stream.layers]
 
     def inbound(self, track_id: str) -> PublishedTrack | None:
         stream = self._in_by_track.get(track_id)

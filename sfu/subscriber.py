@@ -28,6 +28,7 @@ from sfu.core.rtcp import (
     SenderReport,
     parse_compound,
 )
+from sfu.counters import MediaTotals
 from sfu.downtrack import DownTrack
 from sfu.negotiate import (
     NegotiationError,
@@ -59,8 +60,10 @@ class Subscriber:
         transport_config: TransportConfig,
         certificate: object,
         on_state: Callable[[str], None],
+        totals: MediaTotals | None = None,
     ) -> None:
         self.peer_id = peer_id
+        self.totals = totals
         self._on_state_cb = on_state
         self.transport = PeerTransport(
             transport_config,
@@ -135,6 +138,8 @@ class Subscriber:
                 downtrack = self.downtracks.pop(slot.mid, None)
                 if downtrack is not None:
                     downtrack.detach()
+                    if self.totals is not None:
+                        self.totals.add_downtrack(downtrack)
                     self._by_ssrc.pop(downtrack.ssrc, None)
                     if downtrack.rtx_ssrc is not None:
                         self._by_ssrc.pop(downtrack.rtx_ssrc, None)
@@ -247,6 +252,12 @@ class Subscriber:
                         downtrack.on_report_block(
                             block.fraction_lost, block.jitter, block.lsr, block.dlsr, now_s
                         )
+                        if self.totals is not None:
+                            self.totals.observe_report(
+                                downtrack.rtt_ms,
+                                block.jitter / downtrack.receiver.clock_rate,
+                                block.fraction_lost / 256,
+                            )
             elif isinstance(item, Nack):
                 downtrack = by_ssrc.get(item.media_ssrc)
                 if downtrack is not None:
@@ -320,9 +331,14 @@ class Subscriber:
     async def close(self) -> None:
         for downtrack in list(self.downtracks.values()):
             downtrack.detach()
+            if self.totals is not None:
+                self.totals.add_downtrack(downtrack)
         self.downtracks.clear()
         self._by_ssrc.clear()
         await self.transport.close()
+        if self.totals is not None:
+            self.totals.add_subscriber(self)
+            self.totals = None
 
 
 def _new_ssrc(taken: dict[int, DownTrack]) -> int:

@@ -1059,7 +1059,13 @@ class Bot:
         for item in packets:
             if isinstance(item, SenderReport):
                 entry = self._in_by_ssrc.get(item.ssrc)
-                if entry is not None and len(entry[0].sender_reports) < 1000:
+                if entry is None:
+                    continue
+                # LSR/DLSR in our receiver reports let the server measure RTT
+                # (RFC 3550 §6.4.1), as a browser's do.
+                if entry[0].stats is not None:
+                    entry[0].stats.on_sender_report(item.ntp_timestamp, time.monotonic())
+                if len(entry[0].sender_reports) < 1000:
                     entry[0].sender_reports.append((item.ntp_timestamp, item.rtp_timestamp))
 
     # --- RTCP timer ----------------------------------------------------------

@@ -22,6 +22,14 @@ from signaling import messages as m
 from signaling.auth import AuthError, KeyStore, verify_token
 from signaling.cluster.membership import LocalMembership, Membership, NodeInfo, RedisMembership
 from signaling.cluster.placement import DEFAULT_SOFT_LIMIT, choose_node
+from signaling.metrics import (
+    CONTENT_TYPE,
+    NodeCollector,
+    SignalingStats,
+    make_registry,
+    render,
+    watch_event_loop,
+)
 from signaling.rooms import RoomManager
 from signaling.session import MAX_FRAME_BYTES, Session
 from signaling.web import add_web_routes
@@ -55,6 +63,10 @@ class ServerConfig:
     drain_timeout_s: float = 5.0
     #: How long a node keeps trying to reach Redis when it starts.
     redis_start_timeout_s: float = 10.0
+    #: Serve /metrics on its own port (bound to metrics_host) instead of the
+    #: signaling port; None: on the signaling port.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
     @property
     def signaling_url(self) -> str:
@@ -78,6 +90,8 @@ ROOMS = web.AppKey("rooms", RoomManager)
 SESSIONS = web.AppKey("sessions", set)
 MEMBERSHIP = web.AppKey("membership", object)
 DRAINING = web.AppKey("draining", dict)
+STATS = web.AppKey("signaling_stats", SignalingStats)
+REGISTRY = web.AppKey("metrics_registry", object)
 
 
 def _unauthorized(message: str) -> web.Response:
@@ -94,6 +108,7 @@ async def rtc_handler(request: web.Request) -> web.StreamResponse:
     try:
         claims = verify_token(token, config.keys)
     except AuthError as exc:
+        request.app[STATS].error("unauthorized")
         return _unauthorized(exc.message)
     auto = request.query.get("auto_subscribe", "1")
     if auto not in ("0", "1"):
@@ -123,7 +138,10 @@ async def rtc_handler(request: web.Request) -> web.StreamResponse:
             status=400,
         )
     await ws.prepare(request)
-    session = Session(ws, request.app[ROOMS], claims, auto_subscribe=auto == "1")
+    session = Session(
+        ws, request.app[ROOMS], claims, auto_subscribe=auto == "1", stats=request.app[STATS]
+    )
+    request.app[STATS].connections_total += 1
     request.app[SESSIONS].add(session)
     try:
         await session.run()
@@ -150,6 +168,11 @@ async def readyz(request: web.Request) -> web.Response:
             {"ready": False, "node_id": node_id, "reasons": reasons}, status=503
         )
     return web.json_response({"ready": True, "node_id": node_id})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = render(request.app[REGISTRY])  # type: ignore[arg-type]
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
 async def node_info(request: web.Request) -> web.Response:
@@ -232,7 +255,7 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
         membership = redis_membership
         secret = await _connect_membership(config, redis_membership)
         rooms = RoomManager(engine, config.node_id, config.max_participants_per_room, membership)
-        relay = Relay(config.node_id, secret, rooms.find_local_media)
+        relay = Relay(config.node_id, secret, rooms.find_local_media, engine.totals)
         host, port = await relay.start(config.relay_host, config.relay_port)
         engine.relay = relay
         redis_membership.node = replace(node, relay_host=host, relay_port=port)
@@ -246,7 +269,26 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
     await rooms.start()
     app[ROOMS] = rooms
     app[MEMBERSHIP] = membership
+    app[REGISTRY] = make_registry(
+        NodeCollector(config.node_id, engine, rooms, membership, app[STATS], app[SESSIONS])
+    )
+    loop_watch = asyncio.get_running_loop().create_task(
+        watch_event_loop(app[STATS]), name="loop-lag"
+    )
+    metrics_runner = None
+    if config.metrics_port is not None:
+        metrics_app = web.Application()
+        metrics_app[REGISTRY] = app[REGISTRY]
+        metrics_app.router.add_get("/metrics", metrics)
+        metrics_runner = web.AppRunner(metrics_app, access_log=None)
+        await metrics_runner.setup()
+        await web.TCPSite(metrics_runner, config.metrics_host, config.metrics_port).start()
     yield
+    if metrics_runner is not None:
+        await metrics_runner.cleanup()
+    loop_watch.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await loop_watch
     await rooms.close()
     await membership.close()
     await engine.stop()
@@ -297,11 +339,14 @@ def create_app(config: ServerConfig) -> web.Application:
     app[CONFIG] = config
     app[SESSIONS] = set()
     app[DRAINING] = {}
+    app[STATS] = SignalingStats()
     app.cleanup_ctx.append(_media_ctx)
     app.on_shutdown.append(_drain)
     app.router.add_get("/v1/rtc", rtc_handler)
     app.router.add_get("/v1/node", node_info)
     app.router.add_get("/v1/rooms/{room}/node", room_node)
+    if config.metrics_port is None:
+        app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     add_web_routes(app.router, keys=config.keys, dev=config.dev)

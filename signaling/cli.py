@@ -104,6 +104,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         relay_host=args.relay_host,
         relay_port=args.relay_port,
         advertise_url=args.advertise_url,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
         **({"node_id": args.node_id} if args.node_id else {}),
     )
     if args.dev:
@@ -304,6 +306,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--node-id", help="this node's id (default: random)")
     serve.add_argument("--max-participants", type=int, default=0, help="per room; 0 = no limit")
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve /metrics on this port instead of the signaling port",
+    )
+    serve.add_argument(
+        "--metrics-host", default="127.0.0.1", help="address of --metrics-port (default 127.0.0.1)"
+    )
     cluster = serve.add_argument_group("cluster (docs/operations.md)")
     cluster.add_argument(
         "--redis-url",

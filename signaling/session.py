@@ -21,6 +21,7 @@ from sfu.relay import RemoteTrackSpec
 from sfu.transport import CandidateError
 from signaling import messages as m
 from signaling.auth import TokenClaims
+from signaling.metrics import SignalingStats
 from signaling.rooms import Participant, RoomFull, RoomManager, Track
 
 if TYPE_CHECKING:
@@ -41,8 +42,10 @@ class Session:
         manager: RoomManager,
         claims: TokenClaims,
         auto_subscribe: bool,
+        stats: SignalingStats | None = None,
     ) -> None:
         self.ws = ws
+        self.stats = stats
         self.manager = manager
         self.claims = claims
         self.auto_subscribe = auto_subscribe
@@ -56,6 +59,8 @@ class Session:
     def send(self, message: dict[str, Any]) -> None:
         if self._closing is not None and message.get("type") != "leave":
             return
+        if self.stats is not None and message.get("type") == "error":
+            self.stats.error(message["code"])
         try:
             self._outbox.put_nowait(message)
         except asyncio.QueueFull:
