@@ -11,7 +11,12 @@ Written against aiortc 1.16 / aioice 0.13 (see docs/architecture.md).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import ipaddress
 import logging
+import secrets
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +32,20 @@ logger = logging.getLogger(__name__)
 #: The private names this module relies on, checked once at start-up so that an
 #: incompatible upgrade fails loudly instead of silently dropping media.
 PRIVATE_ATTRIBUTES_USED = {
-    "aioice.Connection": ("_queue", "_nominated", "_components", "_local_candidates"),
+    "aioice.Connection": (
+        "_queue",
+        "_nominated",
+        "_components",
+        "_local_candidates",
+        "_protocols",
+    ),
+    # Module-level names used to bind host candidates inside a port range.
+    "aioice.ice": (
+        "StunProtocol",
+        "server_reflexive_candidate",
+        "candidate_foundation",
+        "candidate_priority",
+    ),
     "aiortc.RTCIceGatherer": ("_connection",),
     "aiortc.RTCDtlsTransport": ("_set_role", "_rx_srtp", "_tx_srtp"),
 }
@@ -39,6 +57,35 @@ DTLS_QUEUE_LIMIT = 64
 EARLY_SRTP_LIMIT = 64
 
 SrtpSink = Callable[[bytes], None]
+#: Bind attempts per address inside a port range before giving up.
+PORT_RANGE_ATTEMPTS = 64
+
+
+async def _bind_in_range(
+    loop: asyncio.AbstractEventLoop,
+    factory: Callable[[], Any],
+    address: str,
+    port_range: tuple[int, int],
+) -> Any | None:
+    """A datagram endpoint on `address` at a free port of the range: random
+    start, then the next ports (busy ones are skipped); None if none is free."""
+    low, high = port_range
+    span = high - low + 1
+    start = secrets.randbelow(span)
+    for i in range(min(span, PORT_RANGE_ATTEMPTS)):
+        port = low + (start + i) % span
+        try:
+            transport, protocol = await loop.create_datagram_endpoint(
+                factory, local_addr=(address, port)
+            )
+        except OSError:
+            continue
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        return protocol
+    return None
 
 
 def check_compatibility() -> None:
@@ -46,6 +93,9 @@ def check_compatibility() -> None:
     probe = aioice.Connection(ice_controlling=False)
     missing = [
         name for name in PRIVATE_ATTRIBUTES_USED["aioice.Connection"] if not hasattr(probe, name)
+    ]
+    missing += [
+        name for name in PRIVATE_ATTRIBUTES_USED["aioice.ice"] if not hasattr(aioice.ice, name)
     ]
     for name in PRIVATE_ATTRIBUTES_USED["aiortc.RTCDtlsTransport"]:
         if name.startswith("_set") and not hasattr(RTCDtlsTransport, name):
@@ -60,9 +110,16 @@ class _SfuConnection(aioice.Connection):
     """An aioice connection that binds only the configured host addresses and hands
     SRTP datagrams to a synchronous sink instead of aioice's unbounded queue."""
 
-    def __init__(self, *, host_addresses: list[str] | None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        host_addresses: list[str] | None,
+        port_range: tuple[int, int] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self._sfu_host_addresses = host_addresses
+        self._sfu_port_range = port_range
         self.srtp_sink: SrtpSink | None = None
         self.dropped_datagrams = 0
         # SRTP that arrives while our side of the DTLS handshake is finishing
@@ -87,6 +144,55 @@ class _SfuConnection(aioice.Connection):
                 component=component, addresses=list(self._sfu_host_addresses)
             )
         self._local_candidates_end = True
+
+    async def get_component_candidates(
+        self, component: int, addresses: list[str], timeout: int = 5
+    ) -> list[aioice.Candidate]:
+        """aioice's host (and STUN) gathering, binding inside the configured
+        port range instead of on any free port (firewalls and containers
+        publish a known range)."""
+        if self._sfu_port_range is None:
+            return await super().get_component_candidates(component, addresses, timeout)
+        loop = asyncio.get_running_loop()
+        candidates: list[aioice.Candidate] = []
+        protocols = []
+        for address in addresses:
+            bound = await _bind_in_range(
+                loop, lambda: aioice.ice.StunProtocol(self), address, self._sfu_port_range
+            )
+            if bound is None:
+                logger.warning("no free UDP port on %s in %d-%d", address, *self._sfu_port_range)
+                continue
+            protocol = bound
+            host, port = protocol.transport.get_extra_info("sockname")[:2]
+            protocol.local_candidate = aioice.Candidate(
+                foundation=aioice.ice.candidate_foundation("host", "udp", host),
+                component=component,
+                transport="udp",
+                priority=aioice.ice.candidate_priority(component, "host"),
+                host=host,
+                port=port,
+                type="host",
+            )
+            candidates.append(protocol.local_candidate)
+            protocols.append(protocol)
+        self._protocols += protocols
+        if self.stun_server:
+            tasks = [
+                asyncio.ensure_future(
+                    aioice.ice.server_reflexive_candidate(protocol, self.stun_server)
+                )
+                for protocol in protocols
+                if ipaddress.ip_address(protocol.local_candidate.host).version == 4
+            ]
+            if tasks:
+                done, pending = await asyncio.wait(tasks, timeout=timeout)
+                for task in done:
+                    if task.exception() is None:
+                        candidates.append(task.result()[0])
+                for task in pending:
+                    task.cancel()
+        return candidates
 
     def data_received(self, data: bytes, component: int) -> None:
         # Called synchronously by aioice's datagram protocol for every non-STUN
@@ -132,11 +238,13 @@ class IceDtls:
         host_addresses: list[str] | None,
         ice_servers: list[str],
         controlling: bool,
+        port_range: tuple[int, int] | None = None,
     ) -> None:
         # No ICE servers for the stock gatherer: its connection is replaced below.
         self.gatherer = RTCIceGatherer(iceServers=[])
         self.connection = _SfuConnection(
             host_addresses=host_addresses,
+            port_range=port_range,
             ice_controlling=controlling,
             use_ipv6=host_addresses is None or any(":" in a for a in host_addresses),
             **_stun_kwargs(ice_servers),

@@ -44,6 +44,8 @@ class TransportConfig:
     ice_servers: tuple[str, ...] = ()
     #: ICE + DTLS must complete within this time, or the transport fails.
     connect_timeout_s: float = 20.0
+    #: Bind media sockets inside this UDP port range (inclusive); None = any port.
+    port_range: tuple[int, int] | None = None
     #: Remote candidate address ranges accepted; empty = any.
     allowed_remote_networks: tuple[str, ...] = field(default_factory=tuple)
 
@@ -80,6 +82,7 @@ class PeerTransport:
             list(config.host_addresses) if config.host_addresses is not None else None,
             list(config.ice_servers),
             controlling,
+            config.port_range,
         )
         self._on_rtp = on_rtp
         self._on_rtcp = on_rtcp

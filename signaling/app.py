@@ -44,6 +44,8 @@ class ServerConfig:
     keys: KeyStore = field(default_factory=KeyStore.dev)
     node_id: str = field(default_factory=lambda: "ND_" + secrets.token_hex(4))
     rtc_hosts: tuple[str, ...] | None = None
+    #: Media sockets bind inside this UDP port range (inclusive); None: any port.
+    rtc_port_range: tuple[int, int] | None = None
     announce_ip: str | None = None
     ice_servers: tuple[str, ...] = ()
     max_participants_per_room: int = 0
@@ -79,6 +81,7 @@ class ServerConfig:
                 announce_ip=self.announce_ip,
                 ice_servers=self.ice_servers,
                 connect_timeout_s=self.connect_timeout_s,
+                port_range=self.rtc_port_range,
             ),
             limits=self.limits,
         )

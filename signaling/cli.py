@@ -95,6 +95,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         keys=keys,
         rtc_hosts=tuple(args.rtc_host) if args.rtc_host else None,
+        rtc_port_range=args.rtc_ports,
         announce_ip=args.announce_ip,
         ice_servers=tuple(args.stun),
         max_participants_per_room=args.max_participants,
@@ -274,6 +275,17 @@ def cmd_bot(args: argparse.Namespace) -> int:
     return 0
 
 
+def port_range(text: str) -> tuple[int, int]:
+    low, sep, high = text.partition("-")
+    try:
+        lo, hi = int(low), int(high)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not MIN-MAX") from None
+    if not sep or not 1024 <= lo <= hi <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: want MIN-MAX with 1024 <= MIN <= MAX <= 65535")
+    return lo, hi
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sfu", description="A WebRTC SFU in Python.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -291,6 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--announce-ip", help="advertise this address in candidates (NAT, containers)"
+    )
+    serve.add_argument(
+        "--rtc-ports",
+        type=port_range,
+        metavar="MIN-MAX",
+        help="UDP ports media binds (e.g. 50000-60000; two per participant); default: any",
     )
     serve.add_argument(
         "--stun",
