@@ -51,18 +51,23 @@ def _load_keys(args: argparse.Namespace) -> KeyStore:
 def cmd_serve(args: argparse.Namespace) -> int:
     from signaling.accesslog import AccessLogger
     from signaling.app import ServerConfig, create_app
+    from signaling.logs import configure as configure_logging
 
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # aioice logs every connectivity check at INFO: useful when debugging ICE only.
-    logging.getLogger("aioice").setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         keys = _load_keys(args)
     except (KeyStoreError, OSError) as exc:
         print(f"sfu serve: {exc}", file=sys.stderr)
         return 2
+    node_id = args.node_id or "ND_" + secrets.token_hex(4)
+    configure_logging(
+        level=args.log_level,
+        fmt=args.log_format,
+        node_id=node_id,
+        # The dev secret is public and logged on purpose; real ones never are.
+        secrets=[] if args.dev else [keys.secret_for(k) or "" for k in keys.keys()],
+    )
+    # aioice logs every connectivity check at INFO: useful when debugging ICE only.
+    logging.getLogger("aioice").setLevel(max(logging.WARNING, logging.getLogger().level))
     if args.workers < 1:
         print("sfu serve: --workers must be at least 1", file=sys.stderr)
         return 2
@@ -79,7 +84,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return run_workers(
             list(args.serve_argv),
             workers=args.workers,
-            node_id_base=args.node_id or "ND_" + secrets.token_hex(4),
+            node_id_base=node_id,
             relay_port=args.relay_port,
         )
     if args.relay_host in ("0.0.0.0", "::", ""):
@@ -107,7 +112,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         advertise_url=args.advertise_url,
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
-        **({"node_id": args.node_id} if args.node_id else {}),
+        node_id=node_id,
     )
     if args.dev:
         logger.warning(
@@ -324,6 +329,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--node-id", help="this node's id (default: random)")
     serve.add_argument("--max-participants", type=int, default=0, help="per room; 0 = no limit")
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="text lines, or one JSON object per line (ts, level, logger, msg, node, "
+        "room, participant)",
+    )
     serve.add_argument(
         "--metrics-port",
         type=int,

@@ -21,6 +21,7 @@ from sfu.relay import RemoteTrackSpec
 from sfu.transport import CandidateError
 from signaling import messages as m
 from signaling.auth import TokenClaims
+from signaling.logs import participant_var, room_var
 from signaling.metrics import SignalingStats
 from signaling.rooms import Participant, RoomFull, RoomManager, Track
 
@@ -99,6 +100,9 @@ class Session:
 
     async def run(self) -> None:
         writer = asyncio.get_running_loop().create_task(self._writer(), name="ws-writer")
+        # Every line logged from here on (and in the tasks this session starts)
+        # names the room and, once joined, the participant (signaling.logs).
+        room_var.set(self.claims.room)
         try:
             try:
                 self.participant = await self.manager.join(
@@ -115,9 +119,12 @@ class Session:
                 self.send(m.leave("room_full"))
                 self.close("room_full")
                 return
+            participant_var.set(self.participant.id)
+            logger.info("joined as %r", self.claims.identity)
             await self._read_loop()
         finally:
             if self.participant is not None:
+                logger.info("left (%s)", self._closing or "connection closed")
                 with contextlib.suppress(Exception):
                     await self.manager.leave(self.participant, self._closing or "left")
             self.close(self._closing or "closed")
