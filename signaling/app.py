@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
@@ -63,6 +64,9 @@ class ServerConfig:
     placement_soft_limit: int = DEFAULT_SOFT_LIMIT
     #: How long a draining node waits for its sessions to close.
     drain_timeout_s: float = 5.0
+    #: After that, how long it keeps answering /readyz 503 before it stops
+    #: listening, so load balancers notice.
+    drain_grace_s: float = 2.0
     #: How long a node keeps trying to reach Redis when it starts.
     redis_start_timeout_s: float = 10.0
     #: Serve /metrics on its own port (bound to metrics_host) instead of the
@@ -102,6 +106,16 @@ def _unauthorized(message: str) -> web.Response:
 
 
 async def rtc_handler(request: web.Request) -> web.StreamResponse:
+    if request.app[DRAINING].get("since") is not None:
+        return web.json_response(
+            {
+                "error": {
+                    "code": "unavailable",
+                    "message": "this node is draining; connect to another node",
+                }
+            },
+            status=503,
+        )
     config = request.app[CONFIG]
     token = request.query.get("access_token", "")
     if not token:
@@ -118,16 +132,6 @@ async def rtc_handler(request: web.Request) -> web.StreamResponse:
         return web.json_response(
             {"error": {"code": "bad_request", "message": "auto_subscribe must be 0 or 1"}},
             status=400,
-        )
-    if request.app[DRAINING].get("since") is not None:
-        return web.json_response(
-            {
-                "error": {
-                    "code": "unavailable",
-                    "message": "this node is draining; connect to another node",
-                }
-            },
-            status=503,
         )
     ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, heartbeat=20.0)
     if not ws.can_prepare(request).ok:
@@ -297,10 +301,45 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
     await engine.stop()
 
 
+async def drain_then_exit(app: web.Application) -> None:
+    """SIGTERM: drain while still listening, so /readyz answers 503 and load
+    balancers take the node out; after `drain_grace_s`, stop the server
+    (aiohttp's shutdown then runs `_drain` again, which finds nothing left)."""
+    await _drain(app)
+    await asyncio.sleep(app[CONFIG].drain_grace_s)
+    logger.info("drained; stopping")
+
+    def stop() -> None:
+        raise web.GracefulExit  # a SystemExit: it leaves the event loop
+
+    asyncio.get_running_loop().call_soon(stop)
+
+
+def install_drain_on_sigterm(app: web.Application) -> None:
+    """Replace aiohttp's SIGTERM handler (stop at once) with a drain; a second
+    SIGTERM, or SIGINT, still stops at once."""
+
+    async def on_startup(app: web.Application) -> None:
+        loop = asyncio.get_running_loop()
+        tasks: list[asyncio.Task[None]] = []
+
+        def on_sigterm() -> None:
+            if tasks:
+                raise web.GracefulExit
+            logger.info("SIGTERM: draining")
+            tasks.append(loop.create_task(drain_then_exit(app), name="drain"))
+
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+
+    app.on_startup.append(on_startup)
+
+
 async def _drain(app: web.Application) -> None:
-    """Shutdown (SIGTERM): tell every client to reconnect elsewhere (`leave`
-    with reason `migrate`), wait for the sessions to end (their leaving is
-    announced to the cluster), then the cleanup removes the node."""
+    """Tell every client to reconnect elsewhere (`leave` with reason
+    `migrate`) and wait for the sessions to end (their leaving is announced to
+    the cluster). Runs once; the cleanup then removes the node."""
+    if app[DRAINING].get("since") is not None:
+        return
     app[DRAINING]["since"] = time.monotonic()
     sessions = list(app[SESSIONS])
     if sessions:

@@ -50,7 +50,7 @@ def _load_keys(args: argparse.Namespace) -> KeyStore:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from signaling.accesslog import AccessLogger
-    from signaling.app import ServerConfig, create_app
+    from signaling.app import ServerConfig, create_app, install_drain_on_sigterm
     from signaling.logs import configure as configure_logging
 
     try:
@@ -130,6 +130,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f", announced as {args.announce_ip}" if args.announce_ip else "",
     )
     app = create_app(config)
+    install_drain_on_sigterm(app)
     web.run_app(
         app,
         host=args.host,

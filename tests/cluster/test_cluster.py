@@ -456,3 +456,40 @@ async def test_mute_unpublish_and_a_second_session_cross_nodes(
     )
     assert again.joined is not None
     assert [p["identity"] for p in again.joined["participants"]] == ["watcher"]
+
+
+async def _readyz(node: NodeProcess) -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as http, http.get(f"{node.http}/readyz") as response:
+        return response.status, await response.json()
+
+
+async def _wait_readyz(node: NodeProcess, status: int, timeout_s: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got, body = await _readyz(node)
+        if got == status:
+            return body
+        assert time.monotonic() < deadline, (got, body)
+        await asyncio.sleep(0.1)
+
+
+async def test_readyz_follows_redis_and_draining(
+    start_nodes: StartNodes, bots: list[Bot], redis_server: RedisServer
+) -> None:
+    (a,) = await start_nodes("node-a")
+    client = await _join(bots, a, "client")
+    assert (await _readyz(a))[0] == 200
+    redis_server.stop()
+    body = await _wait_readyz(a, 503, 8)
+    assert body["reasons"] == ["redis unreachable"]
+    redis_server.start()
+    await _wait_readyz(a, 200, 8)
+    # SIGTERM: the node drains while it still answers, not-ready, then exits.
+    a.signal(signal.SIGTERM)
+    leave = await client.wait_for("leave", timeout=5)
+    assert leave["reason"] == "migrate"
+    body = await _wait_readyz(a, 503, 2)
+    assert body["reasons"] == ["draining"]
+    async with aiohttp.ClientSession() as http, http.get(f"{a.http}/v1/rtc") as response:
+        assert response.status == 503
+    assert await a.wait_exit(15) == 0
