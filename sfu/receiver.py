@@ -102,6 +102,8 @@ class Receiver:
         #: Relays of this stream to other nodes (sfu.relay): each gets every
         #: new packet as it arrived, once per receiving node.
         self.relays: list[RelayTap] = []
+        #: An admin muted the track: received and cached, not forwarded.
+        self.blocked = False
         #: (ntp_timestamp, rtp_timestamp) of the publisher's last sender report.
         self.last_sr: tuple[int, int] | None = None
         self.closed = False
@@ -185,6 +187,8 @@ class Receiver:
             self.keyframes_seen += 1
             self.keyframes.on_keyframe(now_ms)
 
+        if self.blocked:
+            return
         for relay in self.relays:
             relay.on_rtp(packet)
         if not self.downtracks:

@@ -195,6 +195,15 @@ class PublishedTrack:
 
     # --- lifetime ------------------------------------------------------------
 
+    def block(self, blocked: bool, now_ms: int) -> None:
+        """Stop (or resume) forwarding this track whatever its publisher sends
+        (an admin mute). Resuming asks for a keyframe so subscribers can
+        decode again at once."""
+        for layer in self.layers:
+            layer.blocked = blocked
+            if not blocked:
+                layer.request_keyframe(now_ms)
+
     def close(self) -> None:
         self.closed = True
         for downtrack in list(self.downtracks):

@@ -31,6 +31,7 @@ from signaling.metrics import (
     render,
     watch_event_loop,
 )
+from signaling.roomapi import add_room_api
 from signaling.rooms import RoomManager
 from signaling.session import MAX_FRAME_BYTES, Session
 from signaling.web import add_web_routes
@@ -392,4 +393,5 @@ def create_app(config: ServerConfig) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     add_web_routes(app.router, keys=config.keys, dev=config.dev)
+    add_room_api(app)
     return app

@@ -475,6 +475,36 @@ class RoomManager:
         )
         self._announce(participant)
 
+    def force_mute(self, participant: Participant, track: Track, muted: bool) -> None:
+        """An admin mute: the server stops forwarding the track (whatever the
+        client sends) and tells everyone, the publisher included."""
+        if track.media is not None:
+            track.media.block(muted, int(time.monotonic() * 1000))
+        participant.send(m.track_muted(participant.id, track.id, muted))
+        self.set_muted(participant, track, muted)
+
+    # --- the room service (admin HTTP API) ---------------------------------------
+    # Commands go through the membership as events, so the node a participant
+    # is connected to carries them out, here or on another node.
+
+    async def list_rooms(self) -> dict[str, int]:
+        return await self.membership.rooms()
+
+    async def room_members(self, room: str) -> list[ParticipantRecord]:
+        return await self.membership.participants(room)
+
+    def close_room(self, room: str) -> None:
+        self.membership.notify(room, {"type": "close_room"})
+
+    def remove_identity(self, room: str, identity: str) -> None:
+        self.membership.notify(room, {"type": "remove_identity", "identity": identity})
+
+    def mute_track(self, room: str, identity: str, track_id: str, muted: bool) -> None:
+        self.membership.notify(
+            room,
+            {"type": "mute_track", "identity": identity, "track_id": track_id, "muted": muted},
+        )
+
     def _drop_track(self, participant: Participant, track: Track) -> None:
         participant.tracks.pop(track.id, None)
         self._local_tracks.pop(track.id, None)
@@ -552,6 +582,22 @@ class RoomManager:
                 if participant.identity == event.get("identity"):
                     participant.send(m.leave("duplicate_identity"))
                     participant.close_session("duplicate_identity")
+        elif kind == "close_room":
+            for participant in list(room.participants.values()):
+                participant.send(m.leave("room_closed"))
+                participant.close_session("room_closed")
+        elif kind == "remove_identity":
+            for participant in list(room.participants.values()):
+                if participant.identity == event.get("identity"):
+                    participant.send(m.leave("removed"))
+                    participant.close_session("removed")
+        elif kind == "mute_track":
+            for participant in list(room.participants.values()):
+                if participant.identity != event.get("identity"):
+                    continue
+                track = participant.tracks.get(str(event.get("track_id")))
+                if track is not None:
+                    self.force_mute(participant, track, bool(event.get("muted")))
 
     def _apply_record(self, room: Room, record: ParticipantRecord) -> None:
         """Bring this node's view of one remote participant up to `record`,

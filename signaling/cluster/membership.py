@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 EventListener = Callable[[str, dict[str, Any]], None]
 #: Redis calls that take longer than this count as failures.
 REDIS_TIMEOUT_S = 2.0
+#: Rooms a listing returns at most.
+MAX_ROOMS_LISTED = 10_000
 #: Membership writes waiting for Redis; beyond this the node re-syncs instead.
 WRITE_QUEUE_LIMIT = 10_000
 
@@ -102,6 +104,7 @@ class Membership(Protocol):
     async def put_participant(self, room: str, record: ParticipantRecord) -> None: ...
     async def remove_participant(self, room: str, participant_id: str) -> None: ...
     async def participants(self, room: str) -> list[ParticipantRecord]: ...
+    async def rooms(self) -> dict[str, int]: ...
     async def publish_event(self, room: str, event: dict[str, Any]) -> None: ...
     def add_listener(self, listener: EventListener) -> None: ...
 
@@ -164,6 +167,10 @@ class LocalMembership:
 
     async def participants(self, room: str) -> list[ParticipantRecord]:
         return list(self._rooms.get(room, {}).values())
+
+    async def rooms(self) -> dict[str, int]:
+        """Room name -> participants, for every room with someone in it."""
+        return {room: len(members) for room, members in self._rooms.items() if members}
 
     async def publish_event(self, room: str, event: dict[str, Any]) -> None:
         _deliver(self._listeners, room, {**event, "node": self.node.node_id})
@@ -499,6 +506,20 @@ class RedisMembership:
 
     async def remove_participant(self, room: str, participant_id: str) -> None:
         await self._redis.hdel(self.keys.room(room), participant_id)
+
+    async def rooms(self) -> dict[str, int]:
+        """Room name -> participants on every node (at most MAX_ROOMS_LISTED)."""
+        names = []
+        prefix = self.keys.room("")
+        async for key in self._redis.scan_iter(match=prefix + "*", count=500):
+            names.append(key.decode()[len(prefix) :])
+            if len(names) >= MAX_ROOMS_LISTED:
+                break
+        pipe = self._redis.pipeline()
+        for name in names:
+            pipe.hlen(self.keys.room(name))
+        counts = await pipe.execute()
+        return {name: n for name, n in zip(names, counts, strict=True) if n}
 
     async def participants(self, room: str) -> list[ParticipantRecord]:
         members = await self._redis.hgetall(self.keys.room(room))
