@@ -63,6 +63,20 @@ async def _join(
     return bot
 
 
+async def _scrape(node: NodeProcess) -> dict[str, float]:
+    """`name{labels}` -> value, from the node's /metrics (labels sorted)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with aiohttp.ClientSession() as http, http.get(f"{node.http}/metrics") as response:
+        text = await response.text()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            out[f"{sample.name}{{{labels}}}"] = sample.value
+    return out
+
+
 def _flowing(bot: Bot, count: int, min_packets: int = 30) -> bool:
     return len(bot.tracks) >= count and all(t.packets >= min_packets for t in bot.tracks.values())
 
@@ -141,6 +155,13 @@ async def test_five_subscribers_on_b_get_one_relay_stream_from_a(
     assert sent < 2 * received + 100, (sent, received)
     # A keyframe request from b reached a's publisher (a new relay stream asks one).
     assert publisher.keyframe_requests_received >= 1
+    # The metrics say the same (issue 6: relay streams and bytes between nodes).
+    metrics_a, metrics_b = await _scrape(a), await _scrape(b)
+    assert metrics_a['sfu_relay_streams{direction="out",node="node-a"}'] == 1
+    assert metrics_b['sfu_relay_streams{direction="in",node="node-b"}'] == 1
+    assert metrics_a['sfu_relay_bytes_total{direction="out",node="node-a"}'] > 100_000
+    assert metrics_b['sfu_redis_up{node="node-b"}'] == 1
+    assert metrics_b['sfu_subscribed_tracks{kind="video",node="node-b"}'] == 5
     # When every subscriber on b leaves, b releases the track and a stops sending.
     for sub in subscribers:
         await sub.leave()
