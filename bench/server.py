@@ -79,6 +79,9 @@ class ServerProcess:
             "127.0.0.1",
             "--log-level",
             "warning",
+            # Hundreds of load subscribers join from one address (127.0.0.1).
+            "--join-rate",
+            "0",
         ]
         if self.redis_url is not None:
             command += ["--redis-url", self.redis_url, "--relay-host", "127.0.0.1"]

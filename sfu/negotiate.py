@@ -57,6 +57,11 @@ class NegotiationError(ValueError):
     """The remote description cannot be used; the message says why, for a person."""
 
 
+class LimitExceeded(NegotiationError):
+    """The description is fine but asks for more than this server allows
+    (tracks per participant)."""
+
+
 class UnsupportedMedia(NegotiationError):
     """The description is valid but asks for something the server does not do
     (a codec it cannot forward, an ICE restart, a codec change)."""

@@ -27,7 +27,13 @@ from sfu.core.rtp import (
     parse_header,
 )
 from sfu.counters import MediaTotals
-from sfu.negotiate import AcceptedMedia, NegotiationError, UnsupportedMedia, answer_publish
+from sfu.negotiate import (
+    AcceptedMedia,
+    LimitExceeded,
+    NegotiationError,
+    UnsupportedMedia,
+    answer_publish,
+)
 from sfu.receiver import Receiver
 from sfu.sdp import SdpError, SessionDescription, parse, serialize
 from sfu.track import PublishedTrack
@@ -119,7 +125,7 @@ class Publisher:
             raise UnsupportedMedia("ICE restart is not supported: reconnect instead")
         accepted_mids = {m.mid for m in result.accepted}
         if len(accepted_mids) > self.limits.max_tracks_per_publisher:
-            raise NegotiationError(
+            raise LimitExceeded(
                 f"{len(accepted_mids)} tracks offered; the limit is "
                 f"{self.limits.max_tracks_per_publisher} per participant"
             )

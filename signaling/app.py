@@ -31,6 +31,7 @@ from signaling.metrics import (
     render,
     watch_event_loop,
 )
+from signaling.ratelimit import AddressLimiter
 from signaling.roomapi import add_room_api
 from signaling.rooms import RoomManager
 from signaling.session import MAX_FRAME_BYTES, Session
@@ -68,6 +69,9 @@ class ServerConfig:
     #: After that, how long it keeps answering /readyz 503 before it stops
     #: listening, so load balancers notice.
     drain_grace_s: float = 2.0
+    #: Joins per second (and burst) one remote address may attempt; 0: no limit.
+    join_rate_per_s: float = 20.0
+    join_burst: int = 50
     #: How long a node keeps trying to reach Redis when it starts.
     redis_start_timeout_s: float = 10.0
     #: Serve /metrics on its own port (bound to metrics_host) instead of the
@@ -99,6 +103,7 @@ SESSIONS = web.AppKey("sessions", set)
 MEMBERSHIP = web.AppKey("membership", object)
 DRAINING = web.AppKey("draining", dict)
 STATS = web.AppKey("signaling_stats", SignalingStats)
+JOIN_LIMITER = web.AppKey("join_limiter", object)
 REGISTRY = web.AppKey("metrics_registry", object)
 
 
@@ -118,6 +123,22 @@ async def rtc_handler(request: web.Request) -> web.StreamResponse:
             status=503,
         )
     config = request.app[CONFIG]
+    limiter = request.app[JOIN_LIMITER]
+    if isinstance(limiter, AddressLimiter) and not limiter.take(
+        request.remote or "", time.monotonic()
+    ):
+        request.app[STATS].error("rate_limited")
+        return web.json_response(
+            {
+                "error": {
+                    "code": "rate_limited",
+                    "message": f"more than {config.join_rate_per_s:g} joins a second "
+                    "from this address",
+                }
+            },
+            status=429,
+            headers={"Retry-After": "1"},
+        )
     token = request.query.get("access_token", "")
     if not token:
         header = request.headers.get("Authorization", "")
@@ -383,6 +404,9 @@ def create_app(config: ServerConfig) -> web.Application:
     app[SESSIONS] = set()
     app[DRAINING] = {}
     app[STATS] = SignalingStats()
+    app[JOIN_LIMITER] = (
+        AddressLimiter(config.join_rate_per_s, config.join_burst) if config.join_rate_per_s else 0
+    )
     app.cleanup_ctx.append(_media_ctx)
     app.on_shutdown.append(_drain)
     app.router.add_get("/v1/rtc", rtc_handler)

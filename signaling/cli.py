@@ -49,6 +49,7 @@ def _load_keys(args: argparse.Namespace) -> KeyStore:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from sfu.publisher import MediaLimits
     from signaling.accesslog import AccessLogger
     from signaling.app import ServerConfig, create_app, install_drain_on_sigterm
     from signaling.logs import configure as configure_logging
@@ -111,6 +112,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         relay_port=args.relay_port,
         advertise_url=args.advertise_url,
         metrics_port=args.metrics_port,
+        join_rate_per_s=args.join_rate,
+        limits=MediaLimits(max_tracks_per_publisher=args.max_tracks),
         metrics_host=args.metrics_host,
         node_id=node_id,
     )
@@ -329,6 +332,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--keys", metavar="FILE", help="API keys file: one 'key: secret' per line")
     serve.add_argument("--node-id", help="this node's id (default: random)")
     serve.add_argument("--max-participants", type=int, default=0, help="per room; 0 = no limit")
+    serve.add_argument(
+        "--max-tracks", type=int, default=16, help="tracks one participant may publish"
+    )
+    serve.add_argument(
+        "--join-rate",
+        type=float,
+        default=20.0,
+        metavar="PER_S",
+        help="joins a second one address may attempt (burst 50); 0 = no limit",
+    )
     serve.add_argument("--log-level", default="info")
     serve.add_argument(
         "--log-format",

@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from sfu.negotiate import NegotiationError, UnsupportedMedia
+from sfu.negotiate import LimitExceeded, NegotiationError, UnsupportedMedia
 from sfu.relay import RemoteTrackSpec
 from sfu.transport import CandidateError
 from signaling import messages as m
 from signaling.auth import TokenClaims
 from signaling.logs import participant_var, room_var
 from signaling.metrics import SignalingStats
+from signaling.ratelimit import TokenBucket
 from signaling.rooms import Participant, RoomFull, RoomManager, Track
 
 if TYPE_CHECKING:
@@ -31,6 +32,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 OUTBOX_LIMIT = 512
+#: Per connection: a client sends about one message a second (pings, the odd
+#: subscribe); this is generous for a UI and stops a flood cheaply.
+MESSAGES_PER_S = 50
+MESSAGE_BURST = 100
+#: Messages refused in one session before it is closed.
+MAX_REFUSED_MESSAGES = 2000
 IDLE_TIMEOUT_S = 60.0  # clients ping every ~10 s; a silent socket is dead
 # Larger frames than the parser accepts are refused by aiohttp before parsing.
 MAX_FRAME_BYTES = m.DEFAULT_MAX_SDP_BYTES + m.FRAME_OVERHEAD_BYTES
@@ -54,6 +61,9 @@ class Session:
         self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(OUTBOX_LIMIT)
         self._closing: str | None = None
         self._abort: asyncio.Task[bool] | None = None
+        self._bucket = TokenBucket(MESSAGES_PER_S, MESSAGE_BURST, time.monotonic())
+        self._refused = 0
+        self._refused_notice_s = -1.0
 
     # --- sending -----------------------------------------------------------------
 
@@ -146,6 +156,12 @@ class Session:
                 self.send(m.leave("idle_timeout"))
                 self.close("idle_timeout")
                 return
+            if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY) and not self._admit():
+                if self._refused >= MAX_REFUSED_MESSAGES:
+                    self.send(m.leave("rate_limited"))
+                    self.close("rate_limited")
+                    return
+                continue
             if msg.type == WSMsgType.TEXT:
                 await self._handle_text(msg.data)
             elif msg.type == WSMsgType.BINARY:
@@ -158,6 +174,24 @@ class Session:
                 # aiohttp reports an oversized frame this way; the socket is then closed.
                 logger.info("session %s: websocket error %s", self._pid(), self.ws.exception())
                 return
+
+    def _admit(self) -> bool:
+        """The per-connection message rate: a refused message is dropped
+        unread; the client hears why at most once a second."""
+        now_s = time.monotonic()
+        if self._bucket.take(now_s):
+            return True
+        self._refused += 1
+        if now_s - self._refused_notice_s >= 1.0:
+            self._refused_notice_s = now_s
+            self.send(
+                m.error(
+                    "rate_limited",
+                    f"more than {MESSAGES_PER_S} messages a second: {self._refused} refused so far",
+                    None,
+                )
+            )
+        return False
 
     async def _handle_text(self, text: str) -> None:
         try:
@@ -256,7 +290,13 @@ class Session:
         try:
             result = await publisher.negotiate(message.sdp)
         except NegotiationError as exc:
-            code = "unsupported" if isinstance(exc, UnsupportedMedia) else "bad_request"
+            code = (
+                "unsupported"
+                if isinstance(exc, UnsupportedMedia)
+                else "forbidden"
+                if isinstance(exc, LimitExceeded)
+                else "bad_request"
+            )
             raise m.ProtocolError(code, str(exc), kind) from None
         meta = {t.mid: t for t in message.tracks}
         for published in result.removed:
