@@ -149,6 +149,26 @@ async def rtc_handler(request: web.Request) -> web.StreamResponse:
     except AuthError as exc:
         request.app[STATS].error("unauthorized")
         return _unauthorized(exc.message)
+    resume = request.query.get("resume") or None
+    if resume is not None and (
+        len(resume) > 64 or not resume.replace("-", "").replace("_", "").isalnum()
+    ):
+        return web.json_response(
+            {"error": {"code": "bad_request", "message": "resume: not a resume token"}},
+            status=400,
+        )
+    if claims.room == "*":
+        request.app[STATS].error("forbidden")
+        return web.json_response(
+            {
+                "error": {
+                    "code": "forbidden",
+                    "message": "room '*' stands for every room (room service tokens); "
+                    "it cannot be joined",
+                }
+            },
+            status=403,
+        )
     auto = request.query.get("auto_subscribe", "1")
     if auto not in ("0", "1"):
         return web.json_response(
@@ -168,7 +188,12 @@ async def rtc_handler(request: web.Request) -> web.StreamResponse:
         )
     await ws.prepare(request)
     session = Session(
-        ws, request.app[ROOMS], claims, auto_subscribe=auto == "1", stats=request.app[STATS]
+        ws,
+        request.app[ROOMS],
+        claims,
+        auto_subscribe=auto == "1",
+        stats=request.app[STATS],
+        resume_token=resume,
     )
     request.app[STATS].connections_total += 1
     request.app[SESSIONS].add(session)

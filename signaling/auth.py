@@ -368,12 +368,24 @@ def _numeric_claim(payload: Mapping[str, Any], claim: str, *, required: bool) ->
     return float(value)
 
 
+MAX_CLAIM_CHARS = 128
+
+
 def _string_claim(payload: Mapping[str, Any], claim: str, meaning: str) -> str:
     value = payload.get(claim)
     if value is None or value == "":
         raise AuthError(f"token has no {claim} claim ({meaning})")
     if not isinstance(value, str):
         raise AuthError(f"token {claim} claim ({meaning}) must be a string")
+    # The same rules as ids in the protocol (docs/protocol.md §5): a room or
+    # identity that could not be named in a message or a URL is refused here.
+    if len(value) > MAX_CLAIM_CHARS:
+        raise AuthError(
+            f"token {claim} claim ({meaning}) is {len(value)} characters; "
+            f"the limit is {MAX_CLAIM_CHARS}"
+        )
+    if any(ord(c) < 32 or ord(c) == 127 or 0xD800 <= ord(c) <= 0xDFFF for c in value):
+        raise AuthError(f"token {claim} claim ({meaning}) contains a control character")
     return value
 
 

@@ -33,6 +33,11 @@ from signaling.cluster.records import RecordError, track_from_record, track_reco
 logger = logging.getLogger(__name__)
 
 SUBSCRIBER_ANSWER_TIMEOUT_S = 15.0
+#: A participant whose WebSocket dropped stays (media and all) this long,
+#: waiting for its client to resume the session.
+RESUME_WINDOW_S = 20.0
+#: Messages kept for a detached participant; more and it is removed.
+HELD_MESSAGES = 512
 MAX_PENDING_CANDIDATES = 32
 #: How often each room's membership is re-read from Redis (a lost event heals).
 RECONCILE_S = 3.0
@@ -70,6 +75,8 @@ class Track:
     muted: bool = False
     layers: tuple[m.LayerInfo, ...] = ()
     simulcast: bool = False
+    #: Muted by an operator (room service): the client cannot unmute it.
+    admin_muted: bool = False
     spec: RemoteTrackSpec | None = None
     #: The publishing node's relay address; None for a track published here.
     relay: tuple[str, int] | None = None
@@ -133,6 +140,13 @@ class Participant:
     video_size: dict[str, tuple[int, int]] = field(default_factory=dict)
     left: bool = False
     rev: int = 0
+    #: Presented by a client to resume this session (one use each).
+    resume_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    #: The WebSocket dropped; messages are held until the client resumes.
+    detached: bool = False
+    held: list[dict[str, Any]] = field(default_factory=list)
+    _expiry: asyncio.TimerHandle | None = None
+    _last_offer: dict[str, Any] | None = None
     _negotiation: asyncio.Task[None] | None = None
     _answer: asyncio.Future[str] | None = None
     _pending_candidates: dict[str, list[str | None]] = field(
@@ -170,9 +184,10 @@ class Participant:
         while subscriber.changed and not self.left:
             sdp, tracks = await subscriber.create_offer()
             self._answer = asyncio.get_running_loop().create_future()
-            self.send(m.subscriber_offer(sdp, tracks))
+            self._last_offer = m.subscriber_offer(sdp, tracks)
+            self.send(self._last_offer)
             try:
-                answer = await asyncio.wait_for(self._answer, SUBSCRIBER_ANSWER_TIMEOUT_S)
+                answer = await self._wait_answer(self._answer)
             except TimeoutError:
                 logger.info(
                     "participant %s: no subscriber_answer in %.0f s",
@@ -190,6 +205,7 @@ class Participant:
                 return
             finally:
                 self._answer = None
+                self._last_offer = None
             try:
                 problems = subscriber.apply_answer(answer)
             except (NegotiationError, ValueError) as exc:
@@ -199,6 +215,26 @@ class Participant:
             for problem in problems:
                 self.send(m.error("unsupported", problem, "subscriber_answer"))
             await self.flush_candidates("subscriber")
+
+    async def _wait_answer(self, answer: asyncio.Future[str]) -> str:
+        """The client's answer, within SUBSCRIBER_ANSWER_TIMEOUT_S of time it
+        was connected (a detached client cannot answer; its clock stops)."""
+        waited_s = 0.0
+        while True:
+            try:
+                return await asyncio.wait_for(asyncio.shield(answer), 1.0)
+            except TimeoutError:
+                if not self.detached:
+                    waited_s += 1.0
+                if waited_s >= SUBSCRIBER_ANSWER_TIMEOUT_S:
+                    raise
+
+    def resend_pending_offer(self) -> None:
+        """After a resume: the offer the client may have lost with its old
+        WebSocket, if it is still waiting for an answer."""
+        if self._last_offer is not None and self._answer is not None and not self._answer.done():
+            if self._last_offer not in self.held:
+                self.send(self._last_offer)
 
     def receive_subscriber_answer(self, sdp: str) -> bool:
         if self._answer is None or self._answer.done():
@@ -294,6 +330,9 @@ class RoomManager:
         self.max_participants_per_room = max_participants_per_room
         self.membership: Membership = membership or LocalMembership(NodeInfo(node_id))
         self.rooms: dict[str, Room] = {}
+        #: Detached participants by resume token.
+        self._resumable: dict[str, Participant] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self._local_tracks: dict[str, Track] = {}
         self._missing_rounds: dict[str, int] = {}
         self._reconciler: asyncio.Task[None] | None = None
@@ -309,6 +348,8 @@ class RoomManager:
             )
 
     async def close(self) -> None:
+        for participant in list(self._resumable.values()):
+            await self.leave(participant, "server_shutdown")
         if self._reconciler is not None:
             self._reconciler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -411,7 +452,15 @@ class RoomManager:
         others = [p.info() for p in room.participants.values()]
         others += [p.info() for p in room.remote.values() if p.identity != identity]
         room.participants[participant_id] = participant
-        send(m.joined(participant.info(), room.name, self.node_id, others))
+        send(
+            m.joined(
+                participant.info(),
+                room.name,
+                self.node_id,
+                others,
+                resume_token=participant.resume_token,
+            )
+        )
         room.broadcast(m.participant_joined(participant.info()), exclude=participant)
         self._announce(participant)
         if auto_subscribe and grants.subscribe:
@@ -421,6 +470,10 @@ class RoomManager:
         return participant
 
     async def leave(self, participant: Participant, reason: str = "left") -> None:
+        self._resumable.pop(participant.resume_token, None)
+        if participant._expiry is not None:
+            participant._expiry.cancel()
+            participant._expiry = None
         room = participant.room
         if participant.id not in room.participants:
             await participant.close()  # already gone from the room; make sure media is released
@@ -435,6 +488,73 @@ class RoomManager:
         await participant.close()
         if not room.participants:
             self._forget_room(room)
+
+    # --- resuming a session ----------------------------------------------------
+
+    def detach(self, participant: Participant) -> None:
+        """The client's WebSocket dropped without a goodbye: keep the
+        participant, its media and its subscriptions, for RESUME_WINDOW_S, and
+        hold what it should hear. Nobody else sees a difference."""
+        if participant.left or participant.detached:
+            return
+        participant.detached = True
+        participant.held = []
+        loop = asyncio.get_running_loop()
+
+        def give_up(reason: str = "resume_timeout") -> None:
+            if participant.left or not participant.detached:
+                return
+            logger.info("participant %s: not resumed (%s); removing", participant.id, reason)
+            task = loop.create_task(self.leave(participant, reason))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        def hold(message: dict[str, Any]) -> None:
+            if len(participant.held) >= HELD_MESSAGES:
+                give_up("resume_overflow")
+                return
+            participant.held.append(message)
+
+        participant.send = hold
+        participant.close_session = give_up
+        participant._expiry = loop.call_later(RESUME_WINDOW_S, give_up)
+        self._resumable[participant.resume_token] = participant
+
+    def resume(
+        self,
+        *,
+        room_name: str,
+        identity: str,
+        resume_token: str,
+        send: SendFn,
+        close_session: CloseFn,
+    ) -> tuple[Participant, list[dict[str, Any]]] | None:
+        """Attach a new connection to a detached participant; returns it and
+        the messages held for it, or None (unknown, expired, another room or
+        identity: the caller joins afresh)."""
+        participant = self._resumable.get(resume_token)
+        if (
+            participant is None
+            or participant.left
+            or participant.room.name != room_name
+            or participant.identity != identity
+        ):
+            return None
+        del self._resumable[resume_token]
+        if participant._expiry is not None:
+            participant._expiry.cancel()
+            participant._expiry = None
+        held, participant.held = participant.held, []
+        participant.detached = False
+        participant.send = send
+        participant.close_session = close_session
+        participant.resume_token = secrets.token_urlsafe(24)
+        return participant, held
+
+    def others(self, participant: Participant) -> list[m.ParticipantInfo]:
+        room = participant.room
+        infos = [p.info() for p in room.participants.values() if p is not participant]
+        return infos + [p.info() for p in room.remote.values()]
 
     def _forget_room(self, room: Room) -> None:
         """Nobody here is in the room any more: stop following it (relayed
@@ -478,6 +598,7 @@ class RoomManager:
     def force_mute(self, participant: Participant, track: Track, muted: bool) -> None:
         """An admin mute: the server stops forwarding the track (whatever the
         client sends) and tells everyone, the publisher included."""
+        track.admin_muted = muted
         if track.media is not None:
             track.media.block(muted, int(time.monotonic() * 1000))
         participant.send(m.track_muted(participant.id, track.id, muted))

@@ -51,9 +51,11 @@ class Session:
         claims: TokenClaims,
         auto_subscribe: bool,
         stats: SignalingStats | None = None,
+        resume_token: str | None = None,
     ) -> None:
         self.ws = ws
         self.stats = stats
+        self.resume_token = resume_token
         self.manager = manager
         self.claims = claims
         self.auto_subscribe = auto_subscribe
@@ -114,6 +116,9 @@ class Session:
         # names the room and, once joined, the participant (signaling.logs).
         room_var.set(self.claims.room)
         try:
+            if self.resume_token and self._resume():
+                await self._read_loop()
+                return
             try:
                 self.participant = await self.manager.join(
                     room_name=self.claims.room,
@@ -133,15 +138,53 @@ class Session:
             logger.info("joined as %r", self.claims.identity)
             await self._read_loop()
         finally:
-            if self.participant is not None:
+            participant = self.participant
+            if participant is not None and self._closing is None and not participant.left:
+                # Dropped without a goodbye: the client may resume (RESUME_WINDOW_S).
+                logger.info("connection lost; the session can be resumed")
+                self.manager.detach(participant)
+            elif participant is not None:
                 logger.info("left (%s)", self._closing or "connection closed")
                 with contextlib.suppress(Exception):
-                    await self.manager.leave(self.participant, self._closing or "left")
+                    await self.manager.leave(participant, self._closing or "left")
             self.close(self._closing or "closed")
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(writer, 5.0)
             if not writer.done():
                 writer.cancel()
+
+    def _resume(self) -> bool:
+        """Continue a detached session: the same participant, its media, its
+        subscriptions; then what it missed. False: join afresh."""
+        assert self.resume_token is not None
+        resumed = self.manager.resume(
+            room_name=self.claims.room,
+            identity=self.claims.identity,
+            resume_token=self.resume_token,
+            send=self.send,
+            close_session=self.close,
+        )
+        if resumed is None:
+            logger.info("nothing to resume; joining afresh")
+            return False
+        participant, held = resumed
+        self.participant = participant
+        participant_var.set(participant.id)
+        logger.info("resumed (%d messages held)", len(held))
+        self.send(
+            m.joined(
+                participant.info(),
+                participant.room.name,
+                self.manager.node_id,
+                self.manager.others(participant),
+                resume_token=participant.resume_token,
+                resumed=True,
+            )
+        )
+        for message in held:
+            self.send(message)
+        participant.resend_pending_offer()
+        return True
 
     async def _read_loop(self) -> None:
         while self._closing is None:
@@ -267,6 +310,10 @@ class Session:
             if track is None:
                 raise m.ProtocolError(
                     "not_found", f"you publish no track {message.track_id!r}", kind
+                )
+            if track.admin_muted and not message.muted:
+                raise m.ProtocolError(
+                    "forbidden", f"track {track.id} was muted by an operator", kind
                 )
             manager.set_muted(participant, track, message.muted)
         elif isinstance(message, m.Leave):

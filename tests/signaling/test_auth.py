@@ -154,6 +154,9 @@ REFUSED: list[tuple[str, str, str]] = [
     ("grant not bool", sign(payload(grants={"publish": "yes"})),
      "grants.publish must be true or false"),
     ("admin grant not bool", sign(payload(grants={"admin": 1})), "grants.admin must be true"),
+    ("room too long", sign(payload(room="r" * 129)), "the limit is 128"),
+    ("identity with a newline", sign(payload(sub="a\nb")), "contains a control character"),
+    ("room with NUL", sign(payload(room="a\x00")), "contains a control character"),
 ]
 # fmt: on
 
