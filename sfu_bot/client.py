@@ -1164,6 +1164,42 @@ class Bot:
                 await self.wait_for("leave", timeout=2.0)
         await self.close()
 
+    async def drop_signaling(self) -> None:
+        """Lose the WebSocket only (a network blip): media keeps going, and
+        :meth:`resume` can continue the session."""
+        if self._ws is not None:
+            connection = self._ws._response.connection  # noqa: SLF001
+            if connection is not None and connection.transport is not None:
+                connection.transport.abort()
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def resume(self, timeout: float = 10.0) -> dict[str, Any]:
+        """Reconnect the WebSocket presenting the resume token of the last
+        `joined`; returns the new `joined` (`resumed` says if it worked)."""
+        assert self.joined is not None
+        self._http = aiohttp.ClientSession()
+        query = {
+            "access_token": self.token,
+            "auto_subscribe": "1" if self.auto_subscribe else "0",
+            "resume": self.joined.get("resume_token", ""),
+        }
+        self._ws = await self._http.ws_connect(
+            f"{self.url}/v1/rtc", params=query, timeout=aiohttp.ClientWSTimeout(ws_close=5)
+        )
+        self._spawn(self._read_loop(), "bot-reader")
+        joined = await self.wait_for(
+            "joined", lambda m: m is not self.joined, timeout=timeout, include_past=False
+        )
+        self.joined = joined
+        self.participant_id = joined["participant"]["id"]
+        for participant in joined["participants"]:
+            self.participants.setdefault(participant["id"], participant)
+        return joined
+
     async def drop(self) -> None:
         """Vanish without a goodbye: the socket and media just stop (a crashed client)."""
         self.closed = True

@@ -686,15 +686,23 @@ def joined(
     node_id: str,
     participants: Iterable[ParticipantInfo],
     ice_servers: Iterable[Mapping[str, Any]] = (),
+    resume_token: str | None = None,
+    resumed: bool = False,
 ) -> dict[str, Any]:
-    """First frame on a new connection: who you are, where, and who is there."""
-    return {
+    """First frame on a new connection: who you are, where, and who is there.
+    `resume_token` lets the client resume this session if its WebSocket drops;
+    `resumed` says this connection continues an earlier one."""
+    message: dict[str, Any] = {
         "type": "joined",
         "participant": participant.to_self_json(),
         "room": {"name": room_name, "node_id": node_id},
         "participants": [p.to_json() for p in participants],
         "ice_servers": [dict(s) for s in ice_servers],
+        "resumed": resumed,
     }
+    if resume_token is not None:
+        message["resume_token"] = resume_token
+    return message
 
 
 def publish_answer(sdp: str, tracks: Mapping[str, str]) -> dict[str, Any]:

@@ -483,8 +483,11 @@ def test_joined_shape() -> None:
         "room": {"name": "standup", "node_id": "node-1"},
         "participants": [ALICE.to_json()],
         "ice_servers": ice,
+        "resumed": False,
     }
     assert msg["ice_servers"][0] is not ice[0]  # copied, not aliased
+    resumable = m.joined(BOB, "standup", "node-1", [], resume_token="tok", resumed=True)
+    assert (resumable["resume_token"], resumable["resumed"]) == ("tok", True)
 
 
 # Kept one case per line or two for scanning; the formatter would explode it.
