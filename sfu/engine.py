@@ -160,15 +160,24 @@ class MediaEngine:
                     self.relay.tick(now_ms)
                 except Exception:  # noqa: BLE001 - the relay's bug must not stop the timer
                     logger.exception("media timer failed for the relay")
-            for peer in list(self.peers.values()):
-                try:
-                    if peer.publisher is not None:
-                        peer.publisher.tick(now_ms)
-                        if report:
-                            peer.publisher.send_reports(now_s, now_ms)
-                    if peer.subscriber is not None:
-                        peer.subscriber.tick(now_ms)
-                        if report:
-                            peer.subscriber.send_reports(now_s)
-                except Exception:  # noqa: BLE001 - one peer's bug must not stop the timer
-                    logger.exception("media timer failed for peer %s", peer.id)
+            # In a method of its own: a loop variable in this long-lived frame
+            # would keep the last peer (and its participant) alive after it left.
+            self._tick_peers(now_s, now_ms, report)
+
+    def _tick_peers(self, now_s: float, now_ms: int, report: bool) -> None:
+        for peer in list(self.peers.values()):
+            self._tick_peer(peer, now_s, now_ms, report)
+
+    @staticmethod
+    def _tick_peer(peer: Peer, now_s: float, now_ms: int, report: bool) -> None:
+        try:
+            if peer.publisher is not None:
+                peer.publisher.tick(now_ms)
+                if report:
+                    peer.publisher.send_reports(now_s, now_ms)
+            if peer.subscriber is not None:
+                peer.subscriber.tick(now_ms)
+                if report:
+                    peer.subscriber.send_reports(now_s)
+        except Exception:  # noqa: BLE001 - one peer's bug must not stop the timer
+            logger.exception("media timer failed for peer %s", peer.id)
