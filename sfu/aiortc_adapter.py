@@ -26,6 +26,7 @@ import pylibsrtp
 from aiortc import RTCCertificate, RTCDtlsFingerprint, RTCDtlsParameters
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcicetransport import RTCIceGatherer, RTCIceParameters, RTCIceTransport
+from pylibsrtp._binding import ffi
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ PRIVATE_ATTRIBUTES_USED = {
     ),
     "aiortc.RTCIceGatherer": ("_connection",),
     "aiortc.RTCDtlsTransport": ("_set_role", "_rx_srtp", "_tx_srtp"),
+    # The outgoing SRTP buffer is replaced by a larger one (SRTP_SEND_BUFFER_BYTES).
+    "pylibsrtp.Session": ("_cdata", "_buffer"),
 }
 
 #: DTLS records waiting for the handshake task; more than this and the datagram
@@ -57,18 +60,48 @@ DTLS_QUEUE_LIMIT = 64
 EARLY_SRTP_LIMIT = 64
 
 SrtpSink = Callable[[bytes], None]
+#: Outgoing SRTP buffer: pylibsrtp's default (1500 bytes, less the trailer)
+#: refuses RTP of 1357 bytes and more, which publishers with a 1500-byte MTU
+#: legitimately send (and a forwarded copy can carry more extensions).
+SRTP_SEND_BUFFER_BYTES = 4096
+
+
+class _SafeStunProtocol(aioice.ice.StunProtocol):
+    """aioice's datagram protocol, except that a datagram its STUN parser
+    chokes on (it raises struct.error, not ValueError, for some malformed
+    attributes) is dropped and counted instead of reaching the event loop's
+    exception handler, which would log a traceback per datagram."""
+
+    def datagram_received(self, data: bytes | str, addr: tuple[Any, ...]) -> None:
+        try:
+            super().datagram_received(data, addr)
+        except Exception:  # noqa: BLE001 - a stranger's datagram must cost a counter only
+            receiver = self.receiver
+            if isinstance(receiver, _SfuConnection):
+                receiver.dropped_datagrams += 1
+
+
 #: Bind attempts per address inside a port range before giving up.
 PORT_RANGE_ATTEMPTS = 64
 
 
-async def _bind_in_range(
+async def _bind(
     loop: asyncio.AbstractEventLoop,
     factory: Callable[[], Any],
     address: str,
-    port_range: tuple[int, int],
+    port_range: tuple[int, int] | None,
 ) -> Any | None:
-    """A datagram endpoint on `address` at a free port of the range: random
-    start, then the next ports (busy ones are skipped); None if none is free."""
+    """A datagram endpoint on `address`: any port, or a free port of the
+    range (random start, then the next ports; busy ones are skipped). None,
+    logged, if it cannot bind."""
+    if port_range is None:
+        try:
+            _, protocol = await loop.create_datagram_endpoint(factory, local_addr=(address, 0))
+        except OSError as exc:
+            logger.warning("cannot bind UDP on %s: %s", address, exc)
+            return None
+        _grow_receive_buffer(protocol)
+        return protocol
     low, high = port_range
     span = high - low + 1
     start = secrets.randbelow(span)
@@ -80,12 +113,22 @@ async def _bind_in_range(
             )
         except OSError:
             continue
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        _grow_receive_buffer(protocol)
         return protocol
+    logger.warning("no free UDP port on %s in %d-%d", address, low, high)
     return None
+
+
+def _grow_receive_buffer(protocol: Any) -> None:
+    sock = protocol.transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+
+
+def _grow_send_buffer(session: pylibsrtp.Session) -> None:
+    session._cdata = ffi.new("char[]", SRTP_SEND_BUFFER_BYTES)  # noqa: SLF001
+    session._buffer = ffi.buffer(session._cdata)  # noqa: SLF001
 
 
 def check_compatibility() -> None:
@@ -96,6 +139,10 @@ def check_compatibility() -> None:
     ]
     missing += [
         name for name in PRIVATE_ATTRIBUTES_USED["aioice.ice"] if not hasattr(aioice.ice, name)
+    ]
+    session = pylibsrtp.Session()
+    missing += [
+        name for name in PRIVATE_ATTRIBUTES_USED["pylibsrtp.Session"] if not hasattr(session, name)
     ]
     for name in PRIVATE_ATTRIBUTES_USED["aiortc.RTCDtlsTransport"]:
         if name.startswith("_set") and not hasattr(RTCDtlsTransport, name):
@@ -151,17 +198,14 @@ class _SfuConnection(aioice.Connection):
         """aioice's host (and STUN) gathering, binding inside the configured
         port range instead of on any free port (firewalls and containers
         publish a known range)."""
-        if self._sfu_port_range is None:
-            return await super().get_component_candidates(component, addresses, timeout)
         loop = asyncio.get_running_loop()
         candidates: list[aioice.Candidate] = []
         protocols = []
         for address in addresses:
-            bound = await _bind_in_range(
-                loop, lambda: aioice.ice.StunProtocol(self), address, self._sfu_port_range
+            bound = await _bind(
+                loop, lambda: _SafeStunProtocol(self), address, self._sfu_port_range
             )
             if bound is None:
-                logger.warning("no free UDP port on %s in %d-%d", address, *self._sfu_port_range)
                 continue
             protocol = bound
             host, port = protocol.transport.get_extra_info("sockname")[:2]
@@ -306,6 +350,8 @@ class IceDtls:
             return False
         self.rx_srtp = self.dtls._rx_srtp
         self.tx_srtp = self.dtls._tx_srtp
+        if self.tx_srtp is not None:
+            _grow_send_buffer(self.tx_srtp)
         self._sendto = pair.protocol.transport.sendto
         self._remote_addr = pair.remote_addr
         self._local_addr = (pair.local_candidate.host, pair.local_candidate.port)

@@ -134,8 +134,10 @@ class RemoteTrackSpec:
             kind = data["kind"]
             if kind not in ("audio", "video"):
                 raise SpecError(f"kind {kind!r}")
-            payload_type = int(codec["payload_type"])
-            clock_rate = int(codec["clock_rate"])
+            payload_type = codec["payload_type"]
+            clock_rate = codec["clock_rate"]
+            if not _is_int(payload_type) or not _is_int(clock_rate):
+                raise SpecError("codec payload type and clock rate must be integers")
             if not 0 <= payload_type <= 127 or not 0 < clock_rate <= 1_000_000:
                 raise SpecError("codec payload type or clock rate out of range")
             channels = codec.get("channels")

@@ -25,6 +25,10 @@ from sfu.negotiate import LocalTransport, RemoteTransport
 
 logger = logging.getLogger(__name__)
 
+#: SRTP datagrams longer than this are dropped unread: libsrtp's receive
+#: buffer (pylibsrtp) holds 1500 bytes, the usual path MTU.
+MAX_SRTP_DATAGRAM_BYTES = 1500
+
 #: Remote candidates accepted per transport (a peer trickling thousands of
 #: candidates must not make us pair and probe them all).
 MAX_REMOTE_CANDIDATES = 32
@@ -225,7 +229,9 @@ class PeerTransport:
     # --- receive (per packet) ----------------------------------------------
 
     def _on_srtp(self, data: bytes) -> None:
-        if len(data) < 12:
+        # Shorter than an RTP header, or longer than libsrtp's receive buffer
+        # (no legitimate peer sends over the 1500-byte path MTU).
+        if len(data) < 12 or len(data) > MAX_SRTP_DATAGRAM_BYTES:
             self.srtp_errors += 1
             return
         rx = self._rx
@@ -257,7 +263,7 @@ class PeerTransport:
             return False
         try:
             datagram = tx.protect(packet)
-        except pylibsrtp.Error:
+        except (pylibsrtp.Error, ValueError):  # ValueError: larger than the SRTP buffer
             self.send_errors += 1
             return False
         self._link.send_raw(datagram)
@@ -271,7 +277,7 @@ class PeerTransport:
             return False
         try:
             datagram = tx.protect_rtcp(packet)
-        except pylibsrtp.Error:
+        except (pylibsrtp.Error, ValueError):
             self.send_errors += 1
             return False
         self._link.send_raw(datagram)

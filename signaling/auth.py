@@ -12,6 +12,7 @@ and, for tokens, in the HTTP 401 body returned to whoever presented them.
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 import warnings
@@ -274,6 +275,10 @@ def verify_token(
         raise AuthError("missing access token")
     if token.count(".") != 2:
         raise AuthError("access token is not a JWT (expected three dot-separated parts)")
+    if not token.isascii():
+        # aiohttp hands header bytes over as surrogate escapes; PyJWT would
+        # raise UnicodeEncodeError on them rather than a PyJWTError.
+        raise AuthError("access token is not a JWT (it has characters outside base64url)")
 
     try:
         header = jwt.get_unverified_header(token)
@@ -365,7 +370,13 @@ def _numeric_claim(payload: Mapping[str, Any], claim: str, *, required: bool) ->
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise AuthError(f"token {claim} claim must be a number of seconds since the epoch")
-    return float(value)
+    try:
+        seconds = float(value)
+    except OverflowError:
+        seconds = math.inf
+    if not math.isfinite(seconds):
+        raise AuthError(f"token {claim} claim must be a finite number of seconds")
+    return seconds
 
 
 MAX_CLAIM_CHARS = 128

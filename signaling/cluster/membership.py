@@ -63,7 +63,12 @@ class ParticipantRecord:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ParticipantRecord:
-        return cls.from_json_obj(json.loads(text))
+        """Raises ValueError, TypeError or KeyError for what is not a record."""
+        try:
+            data = json.loads(text)
+        except RecursionError:
+            raise ValueError("a participant record nested too deep") from None
+        return cls.from_json_obj(data)
 
     @classmethod
     def from_json_obj(cls, data: Any) -> ParticipantRecord:
@@ -78,13 +83,19 @@ class ParticipantRecord:
             identity=str(data["identity"]),
             name=str(data.get("name", "")),
             tracks=tuple(tracks),
-            rev=int(data.get("rev", 0)),
+            rev=_revision(data.get("rev", 0)),
             relay=str(data.get("relay", "")),
         )
 
 
 StateProvider = Callable[[], list[tuple[str, ParticipantRecord]]]
 LoadProvider = Callable[[], tuple[int, int]]
+
+
+def _revision(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError("rev must be a non-negative integer")
+    return value
 
 
 class Membership(Protocol):

@@ -24,6 +24,14 @@ def track_record(info: m.TrackInfo, spec: RemoteTrackSpec) -> dict[str, Any]:
     return {**info.to_json(), "media": spec.to_dict()}
 
 
+def _layer(layer: Any) -> m.LayerInfo:
+    width, height = layer["width"], layer["height"]
+    for value in (width, height):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 16384:
+            raise RecordError("layer width and height must be integers, 0 to 16384")
+    return m.LayerInfo(str(layer["rid"])[:16], str(layer["quality"])[:16], width, height)
+
+
 def track_from_record(data: Any) -> tuple[m.TrackInfo, RemoteTrackSpec]:
     """Parse one track of a participant record; raises RecordError."""
     try:
@@ -33,12 +41,7 @@ def track_from_record(data: Any) -> tuple[m.TrackInfo, RemoteTrackSpec]:
         track_id = data["id"]
         if track_id != spec.track_id:
             raise RecordError("track id and media track id differ")
-        layers = tuple(
-            m.LayerInfo(
-                str(layer["rid"]), str(layer["quality"]), int(layer["width"]), int(layer["height"])
-            )
-            for layer in data.get("layers", ())[:3]
-        )
+        layers = tuple(_layer(layer) for layer in data.get("layers", ())[:3])
         info = m.TrackInfo(
             id=spec.track_id,
             kind=spec.kind,
