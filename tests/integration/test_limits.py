@@ -132,3 +132,16 @@ async def test_more_tracks_than_allowed_is_forbidden(one_track_node: Node) -> No
         assert error["code"] == "forbidden" and "limit is 1" in error["message"]
     finally:
         await bot.close()
+
+
+async def test_a_websocket_that_never_sends_is_closed(
+    node: Node, make_bot: BotFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from signaling import session
+
+    monkeypatch.setattr(session, "IDLE_TIMEOUT_S", 0.5)
+    silent = await make_bot("silent")
+    error = await silent.wait_for("error", timeout=5)
+    assert error["code"] == "bad_request" and "send ping" in error["message"]
+    leave = await silent.wait_for("leave", timeout=5)
+    assert leave["reason"] == "idle_timeout"
