@@ -514,3 +514,39 @@ async def test_readyz_follows_redis_and_draining(
     async with aiohttp.ClientSession() as http, http.get(f"{a.http}/v1/rtc") as response:
         assert response.status == 503
     assert await a.wait_exit(15) == 0
+
+
+async def test_the_room_service_acts_on_every_node(
+    start_nodes: StartNodes, bots: list[Bot]
+) -> None:
+    from signaling.auth import DEV_KEY, DEV_SECRET, Grants, issue_token
+
+    a, b = await start_nodes("node-a", "node-b")
+    on_a = await _join(bots, a, "on-a")
+    on_b = await _join(bots, b, "on-b")
+    await on_b.publish(audio=True)
+    admin = issue_token(DEV_KEY, DEV_SECRET, "*", "ops", grants=Grants(admin=True))
+    headers = {"Authorization": f"Bearer {admin}"}
+    async with aiohttp.ClientSession() as http:
+        # Node a lists and describes the room with node b's participant in it.
+        async with http.get(f"{a.http}/v1/rooms/r1", headers=headers) as response:
+            room = await response.json()
+        assert {p["identity"]: p["node"] for p in room["participants"]} == {
+            "on-a": "node-a",
+            "on-b": "node-b",
+        }
+        # Removing a participant of node b through node a.
+        async with http.delete(
+            f"{a.http}/v1/rooms/r1/participants/on-b", headers=headers
+        ) as response:
+            assert response.status == 200
+        assert (await on_b.wait_for("leave", timeout=5))["reason"] == "removed"
+        await on_a.wait_for(
+            "participant_left", lambda m: m["participant_id"] == on_b.participant_id, timeout=5
+        )
+        again = await _join(bots, b, "on-b2")
+        # Ending the call through node b reaches node a's participant too.
+        async with http.delete(f"{b.http}/v1/rooms/r1", headers=headers) as response:
+            assert response.status == 200
+        for bot in (on_a, again):
+            assert (await bot.wait_for("leave", timeout=5))["reason"] == "room_closed"
