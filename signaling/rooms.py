@@ -229,11 +229,12 @@ class Participant:
                 if waited_s >= SUBSCRIBER_ANSWER_TIMEOUT_S:
                     raise
 
-    def resend_pending_offer(self) -> None:
+    def resend_pending_offer(self, held: list[dict[str, Any]]) -> None:
         """After a resume: the offer the client may have lost with its old
-        WebSocket, if it is still waiting for an answer."""
+        WebSocket, if it is still waiting for an answer and was not among the
+        messages just replayed."""
         if self._last_offer is not None and self._answer is not None and not self._answer.done():
-            if self._last_offer not in self.held:
+            if not any(message is self._last_offer for message in held):
                 self.send(self._last_offer)
 
     def receive_subscriber_answer(self, sdp: str) -> bool:
@@ -330,8 +331,8 @@ class RoomManager:
         self.max_participants_per_room = max_participants_per_room
         self.membership: Membership = membership or LocalMembership(NodeInfo(node_id))
         self.rooms: dict[str, Room] = {}
-        #: Detached participants by resume token.
-        self._resumable: dict[str, Participant] = {}
+        #: Participants connected here, by resume token.
+        self._by_token: dict[str, Participant] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._local_tracks: dict[str, Track] = {}
         self._missing_rounds: dict[str, int] = {}
@@ -348,8 +349,9 @@ class RoomManager:
             )
 
     async def close(self) -> None:
-        for participant in list(self._resumable.values()):
-            await self.leave(participant, "server_shutdown")
+        for participant in list(self._by_token.values()):
+            if participant.detached:
+                await self.leave(participant, "server_shutdown")
         if self._reconciler is not None:
             self._reconciler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -452,6 +454,7 @@ class RoomManager:
         others = [p.info() for p in room.participants.values()]
         others += [p.info() for p in room.remote.values() if p.identity != identity]
         room.participants[participant_id] = participant
+        self._by_token[participant.resume_token] = participant
         send(
             m.joined(
                 participant.info(),
@@ -470,7 +473,7 @@ class RoomManager:
         return participant
 
     async def leave(self, participant: Participant, reason: str = "left") -> None:
-        self._resumable.pop(participant.resume_token, None)
+        self._by_token.pop(participant.resume_token, None)
         if participant._expiry is not None:
             participant._expiry.cancel()
             participant._expiry = None
@@ -518,7 +521,6 @@ class RoomManager:
         participant.send = hold
         participant.close_session = give_up
         participant._expiry = loop.call_later(RESUME_WINDOW_S, give_up)
-        self._resumable[participant.resume_token] = participant
 
     def resume(
         self,
@@ -529,10 +531,16 @@ class RoomManager:
         send: SendFn,
         close_session: CloseFn,
     ) -> tuple[Participant, list[dict[str, Any]]] | None:
-        """Attach a new connection to a detached participant; returns it and
-        the messages held for it, or None (unknown, expired, another room or
-        identity: the caller joins afresh)."""
-        participant = self._resumable.get(resume_token)
+        """Attach a new connection to a participant; returns it and the
+        messages held for it, or None (unknown, expired, another room or
+        identity: the caller joins afresh).
+
+        The participant may still look attached: a connection that died
+        without a FIN is noticed only by the WebSocket heartbeat or the idle
+        timeout, and the client usually comes back sooner. Its token proves
+        it is the same client, so the new connection takes over and the old
+        session is closed without a word to anyone."""
+        participant = self._by_token.get(resume_token)
         if (
             participant is None
             or participant.left
@@ -540,15 +548,20 @@ class RoomManager:
             or participant.identity != identity
         ):
             return None
-        del self._resumable[resume_token]
+        del self._by_token[resume_token]
         if participant._expiry is not None:
             participant._expiry.cancel()
             participant._expiry = None
         held, participant.held = participant.held, []
+        was_detached = participant.detached
+        old_close = participant.close_session
         participant.detached = False
         participant.send = send
         participant.close_session = close_session
         participant.resume_token = secrets.token_urlsafe(24)
+        self._by_token[participant.resume_token] = participant
+        if not was_detached:
+            old_close("resumed_elsewhere")  # its session sees it no longer owns the participant
         return participant, held
 
     def others(self, participant: Participant) -> list[m.ParticipantInfo]:

@@ -139,7 +139,10 @@ class Session:
             await self._read_loop()
         finally:
             participant = self.participant
-            if participant is not None and self._closing is None and not participant.left:
+            if participant is not None and participant.send != self.send:
+                # A resuming connection took the participant over: nothing to do.
+                logger.info("connection replaced by a resumed one")
+            elif participant is not None and self._closing is None and not participant.left:
                 # Dropped without a goodbye: the client may resume (RESUME_WINDOW_S).
                 logger.info("connection lost; the session can be resumed")
                 self.manager.detach(participant)
@@ -183,7 +186,7 @@ class Session:
         )
         for message in held:
             self.send(message)
-        participant.resend_pending_offer()
+        participant.resend_pending_offer(held)
         return True
 
     async def _read_loop(self) -> None:

@@ -7,7 +7,10 @@
 // For automated tests the page exposes `window.sfuDemo` (see the end of this
 // file) and marks its state on <body data-state="idle|joining|joined|left|reconnecting|error">.
 // When the server moves the call (`leave` with reason `migrate`: its node is
-// draining) the page joins the same room again, on its own.
+// draining) the page joins the same room again, on its own. When the WebSocket
+// drops, the client resumes the session (state `reconnecting`, then `joined`
+// again); if the server no longer has it (`closed` with `resume_failed`), the
+// page joins again the same way.
 // Remote tiles are <section class="tile" data-track-id data-participant
 // data-identity> with a <select data-role="quality">.
 
@@ -331,6 +334,14 @@ function wireClient(client) {
     if (s === 'failed') status(`${target} connection failed`, true);
   });
   on('servererror', (err) => status(`server: ${err.code}: ${err.message}`, true));
+  on('reconnecting', () => {
+    setState('reconnecting');
+    status('connection lost; reconnecting…');
+  });
+  on('resumed', () => {
+    setState('joined');
+    status('reconnected');
+  });
   let migrating = false;
   on('leave', ({ reason }) => {
     if (reason !== 'migrate') {
@@ -346,20 +357,22 @@ function wireClient(client) {
     const mutedKinds = state.localTracks.filter((t) => t.muted).map((t) => t.kind);
     finish();
     if (migrating) rejoin(mutedKinds).catch((err) => status(err.message, true));
+    else if (reason === 'resume_failed') rejoin(mutedKinds, 'the connection was lost').catch((err) => status(err.message, true));
     else if (reason !== 'client_left') status(`disconnected: ${reason}`, true);
   });
 }
 
-// The server moved the call (its node drains): join the same room again, as
-// the same participant, which lands on another node. join() publishes the
-// camera and microphone again; what was muted is muted again.
-async function rejoin(mutedKinds) {
+// The server moved the call (its node drains), or the session could not be
+// resumed: join the same room again, with the same identity (after a migrate
+// it lands on another node). join() publishes the camera and microphone again;
+// what was muted is muted again.
+async function rejoin(mutedKinds, why = 'the server is moving this call') {
   const { room, name, simulcast, identity } = state.joinArgs;
   let lastError = null;
   for (let attempt = 1; attempt <= REJOIN_ATTEMPTS; attempt++) {
     setState('reconnecting');
     $('#join').disabled = true;
-    status(`the server is moving this call; reconnecting…${attempt > 1 ? ` (attempt ${attempt} of ${REJOIN_ATTEMPTS})` : ''}`);
+    status(`${why}; reconnecting…${attempt > 1 ? ` (attempt ${attempt} of ${REJOIN_ATTEMPTS})` : ''}`);
     // 0.5–1 s, doubling: jittered, because the whole room is told to move at once.
     await new Promise((resolve) => setTimeout(resolve, (500 + Math.random() * 500) * 2 ** (attempt - 1)));
     if (state.client) return; // joined meanwhile

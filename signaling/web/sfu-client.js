@@ -12,6 +12,13 @@
 // offers, sendonly) and `subscriber` (the server offers, the client answers).
 // ICE candidates trickle both ways.
 //
+// Resuming (section 13 of the protocol): when the WebSocket drops without a
+// `leave` (network change, proxy timeout), the peer connections are kept and
+// the client reconnects with the `resume_token` of the last `joined`, with
+// backoff (0.25, 0.5, 1, 2, 4, 4... s) for up to 18 s (the server keeps the
+// session for 20 s). Media keeps flowing meanwhile; requests made meanwhile
+// (set_quality, mute, candidates...) are sent once the session is back.
+//
 // Events (all CustomEvent; the payload is in `event.detail`):
 //   joined               {participant, room, participants}
 //   participantjoined    {participant}
@@ -27,7 +34,15 @@
 //   pong                 {rtt}
 //   servererror          SfuError (an `error` frame; the connection stays open unless fatal)
 //   leave                {reason} (the server is about to close)
-//   closed               {reason} (the client is done: both connections are closed)
+//   reconnecting         {since} the WebSocket dropped without a `leave`: resuming
+//                        the session (the peer connections stay up meanwhile)
+//   resumed              {participant, room, attempts, downtimeMs}: the session
+//                        continues (same participant id); what was missed follows
+//   closed               {reason} (the client is done: both connections are closed).
+//                        Reasons: a server `leave` reason, 'client_left' (leave()),
+//                        'connection_lost' (no `joined` within 18 s of a drop),
+//                        'resume_failed' (the server no longer had the session:
+//                        join again, as a new participant, and publish again)
 //
 // RemoteTrack = {trackId, participantId, participant, kind, info, mid, track,
 //                stream, receiver, transceiver, layer, muted}
@@ -50,6 +65,19 @@ export class SfuError extends Error {
 }
 
 const UINT16_MAX = 65535;
+
+// Resuming after a dropped WebSocket: the server keeps a session for 20 s.
+const RESUME_DEADLINE_MS = 18_000; // give up this long after the drop
+const RECONNECT_FIRST_DELAY_MS = 250; // then doubling...
+const RECONNECT_MAX_DELAY_MS = 4_000; // ...up to this
+const RECONNECT_ATTEMPT_MS = 5_000; // one attempt: from opening the socket to `joined`
+// Sent once the session is back if asked for while reconnecting. Not ping, not
+// leave, and not subscriber_answer: the server sends an unanswered
+// subscriber_offer again after a resume, and that is answered then.
+const QUEUED_WHILE_RECONNECTING = new Set([
+  'candidate', 'publish', 'unpublish', 'mute', 'set_quality', 'set_video_size', 'subscribe', 'unsubscribe',
+]);
+const MAX_QUEUED_WHILE_RECONNECTING = 256;
 
 function clampUint16(value) {
   const n = Math.round(Number(value) || 0);
@@ -137,6 +165,15 @@ export class SfuClient extends EventTarget {
     this._ended = new Set(); // trackIds known to be unpublished
     this._pingTimer = null;
     this._leaveWaiter = null;
+    this._resumeToken = null; // of the last `joined`: good for one resume
+    this._reconnect = null; // while resuming: {since, deadline, delay, attempts, timer, attemptTimer}
+    this._queuedWhileReconnecting = [];
+    this._offlineUntil = 0; // _dropSignalingForTest(): no reconnect attempt before this time
+    this._leaving = false; // leave() was called: a closing socket is expected
+    this._saidGoodbye = new WeakSet(); // sockets a `leave` was sent on
+    this._lastSubOffer = null; // SDP of the last subscriber_offer answered, and the answer sent
+    this._lastSubAnswer = null;
+    this._lastSubAnswerWs = null; // the socket that answer went out on (null: it did not)
   }
 
   // --- connection ----------------------------------------------------------------------
@@ -144,22 +181,38 @@ export class SfuClient extends EventTarget {
   // Opens the WebSocket and resolves with the `joined` frame. `url` is the
   // server's ws(s):// or http(s):// address, with or without /v1/rtc.
   connect(url, token) {
-    if (this.ws) throw new Error('connect() was already called; use a new SfuClient to reconnect');
+    if (this._url) throw new Error('connect() was already called; use a new SfuClient to reconnect');
     const target = rtcUrl(url, token, this.options.autoSubscribe);
     this._url = target;
     return new Promise((resolve, reject) => {
       this._joinWaiter = { resolve, reject };
-      const ws = new WebSocket(target.href);
-      this.ws = ws;
-      ws.onmessage = (ev) => this._onFrame(ev.data);
-      ws.onclose = (ev) => this._onSocketClose(ev);
-      ws.onerror = () => {}; // onclose follows and says what we know
+      this._openSocket(target);
     });
   }
 
+  // this.ws is always the newest socket; events of an older one are ignored.
+  _openSocket(url) {
+    const ws = new WebSocket(url.href);
+    this.ws = ws;
+    ws.onmessage = (ev) => { if (ws === this.ws) this._onFrame(ev.data); };
+    ws.onclose = (ev) => { if (ws === this.ws) this._onSocketClose(ev); };
+    ws.onerror = () => {}; // onclose follows and says what we know
+    return ws;
+  }
+
   _send(message) {
-    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
+    const open = this.ws && this.ws.readyState === WebSocket.OPEN;
+    // Reconnecting, or the socket is closing and onclose will start resuming.
+    if (this._reconnect || (!open && this._resumeToken && !this.closed && !this._leaving && !this.leaveReason)) {
+      // The socket is gone or not joined yet: keep what the resumed session needs.
+      if (!QUEUED_WHILE_RECONNECTING.has(message.type)) return false;
+      if (this._queuedWhileReconnecting.length >= MAX_QUEUED_WHILE_RECONNECTING) return false;
+      this._queuedWhileReconnecting.push(message);
+      return true;
+    }
+    if (!open) return false;
     this.ws.send(JSON.stringify(message));
+    if (message.type === 'leave') this._saidGoodbye.add(this.ws);
     return true;
   }
 
@@ -168,6 +221,7 @@ export class SfuClient extends EventTarget {
   }
 
   _onFrame(data) {
+    if (this.closed) return;
     let message;
     try {
       message = JSON.parse(data);
@@ -186,10 +240,116 @@ export class SfuClient extends EventTarget {
       // Browsers hide the body of a refused handshake: ask again with fetch() to
       // show the server's reason (section 1 of the protocol).
       const reason = await this._handshakeFailure(ev);
-      this._joinWaiter.reject(reason);
+      if (this._joinWaiter) this._joinWaiter.reject(reason);
       this._joinWaiter = null;
+      this._teardown(this.leaveReason || 'connection_lost');
+      return;
     }
-    this._teardown(this.leaveReason || 'connection_lost');
+    if (this.closed) return;
+    if (this.leaveReason || this._leaving || !this._resumeToken) {
+      this._teardown(this.leaveReason || (this._leaving ? 'client_left' : 'connection_lost'));
+      return;
+    }
+    // Dropped without a goodbye (or a reconnect attempt failed): the server
+    // keeps the session for a while; keep the peer connections and resume.
+    this._scheduleReconnect();
+  }
+
+  // --- resuming ----------------------------------------------------------------------------
+
+  _scheduleReconnect() {
+    const now = Date.now();
+    if (!this._reconnect) {
+      this._stopPing();
+      this._reconnect = {
+        since: now,
+        deadline: now + RESUME_DEADLINE_MS,
+        delay: RECONNECT_FIRST_DELAY_MS,
+        attempts: 0,
+        timer: null,
+        attemptTimer: null,
+      };
+      this._emit('reconnecting', { since: now });
+      if (this.closed) return; // a listener gave up (leave())
+    }
+    const r = this._reconnect;
+    clearTimeout(r.timer);
+    clearTimeout(r.attemptTimer);
+    const remaining = r.deadline - now;
+    if (remaining <= 0) {
+      this._teardown('connection_lost');
+      return;
+    }
+    const delay = Math.min(Math.max(r.delay, this._offlineUntil - now), remaining);
+    r.delay = Math.min(r.delay * 2, RECONNECT_MAX_DELAY_MS);
+    r.timer = setTimeout(() => this._reconnectAttempt(r), delay);
+  }
+
+  _reconnectAttempt(r) {
+    if (this.closed || this._reconnect !== r) return;
+    r.timer = null;
+    r.attempts += 1;
+    const url = new URL(this._url.href);
+    url.searchParams.set('resume', this._resumeToken);
+    const ws = this._openSocket(url);
+    // The server answered: its `joined` is on the way (handled in order, in _chain).
+    ws.addEventListener('message', () => clearTimeout(r.attemptTimer), { once: true });
+    // An attempt that hangs (no TCP answer, no `joined`) makes way for the next.
+    const budget = Math.min(RECONNECT_ATTEMPT_MS, Math.max(r.deadline - Date.now(), 1000));
+    r.attemptTimer = setTimeout(() => {
+      if (this.closed || this._reconnect !== r || this.ws !== ws) return;
+      this.ws = null; // its events are ignored from now on
+      this._closeSocket(ws);
+      this._scheduleReconnect();
+    }, budget);
+  }
+
+  // Closes a socket this client gives up; if it is open the server may have
+  // attached a participant to it: say goodbye first, so nobody waits for it.
+  _closeSocket(ws) {
+    if (!ws || ws.readyState > WebSocket.OPEN) return;
+    if (ws.readyState === WebSocket.OPEN && !this._saidGoodbye.has(ws) && !this.leaveReason) {
+      ws.send(JSON.stringify({ type: 'leave' }));
+      this._saidGoodbye.add(ws);
+    }
+    ws.close(1000);
+  }
+
+  // The `joined` of a reconnect attempt.
+  _onRejoined(msg) {
+    const r = this._reconnect;
+    clearTimeout(r.timer);
+    clearTimeout(r.attemptTimer);
+    this._reconnect = null;
+    const queued = this._queuedWhileReconnecting.splice(0);
+    if (!msg.resumed || !msg.participant || msg.participant.id !== this.self.id) {
+      // Too late (or another node): the server joined this connection afresh,
+      // as a new participant with no media. Our peer connections belong to the
+      // old one, which is gone, so this client is done: _teardown says `leave`
+      // on the new connection first (the others see the newcomer leave at once
+      // rather than a silent participant), and the application joins again.
+      this._teardown('resume_failed');
+      return;
+    }
+    this.room = msg.room || this.room;
+    this._syncParticipants(msg.participants || []);
+    this._startPing();
+    for (const frame of queued) this._send(frame);
+    this._emit('resumed', {
+      participant: this.self,
+      room: this.room,
+      attempts: r.attempts,
+      downtimeMs: Date.now() - r.since,
+    });
+  }
+
+  // Test hook: loses the signaling connection without a `leave`, as a network
+  // change would. A browser cannot abort the TCP connection, so this sends a
+  // close frame; the server treats any close not preceded by `leave` as a drop.
+  // `offlineMs`: the first reconnect attempt waits at least this long.
+  _dropSignalingForTest(offlineMs = 0) {
+    this._offlineUntil = Date.now() + offlineMs;
+    if (this.ws && this.ws.readyState <= WebSocket.OPEN) this.ws.close(4000, 'simulated network drop');
   }
 
   async _handshakeFailure(ev) {
@@ -274,12 +434,19 @@ export class SfuClient extends EventTarget {
   // --- incoming frames -------------------------------------------------------------------
 
   async _handle(msg) {
+    if (this.closed) return undefined; // e.g. what followed a `joined` that ended the client
     switch (msg.type) {
       case 'joined': return this._onJoined(msg);
       case 'publish_answer': return this._onPublishAnswer(msg);
       case 'subscriber_offer': return this._onSubscriberOffer(msg);
       case 'candidate': return this._onRemoteCandidate(msg.target, msg.candidate);
       case 'participant_joined': {
+        const known = this.participants.get(msg.participant.id);
+        if (known) {
+          // Already learnt from a resumed `joined` (its replay follows it).
+          Object.assign(known, { identity: msg.participant.identity, name: msg.participant.name });
+          return undefined;
+        }
         const p = this._addParticipant(msg.participant);
         this._emit('participantjoined', { participant: p });
         return undefined;
@@ -356,6 +523,8 @@ export class SfuClient extends EventTarget {
   }
 
   _onJoined(msg) {
+    this._resumeToken = msg.resume_token || null;
+    if (this._reconnect && this.self) return this._onRejoined(msg);
     this.self = msg.participant;
     this.room = msg.room;
     this.iceServers = this.options.iceServers ?? (msg.ice_servers || []);
@@ -379,7 +548,41 @@ export class SfuClient extends EventTarget {
         this._dropRemote(rt.trackId);
       }
     }
-    this._emit('participantleft', { participant: p || { id: pid } });
+    // Unknown: never announced, or already gone in a resumed `joined`.
+    if (p) this._emit('participantleft', { participant: p });
+  }
+
+  // After a resume: the server holds and replays only what it sent after it
+  // noticed the drop; what it wrote to the dying socket before that is lost.
+  // The resumed `joined` lists the room as it is now: catch up with it (the
+  // replay that follows then finds what it announces already known).
+  _syncParticipants(list) {
+    const listed = new Map(list.map((raw) => [raw.id, raw]));
+    for (const pid of [...this.participants.keys()]) if (!listed.has(pid)) this._onParticipantLeft(pid);
+    for (const raw of list) {
+      let p = this.participants.get(raw.id);
+      if (!p) {
+        p = this._addParticipant(raw);
+        this._emit('participantjoined', { participant: p });
+      } else {
+        Object.assign(p, { identity: raw.identity, name: raw.name });
+        p.tracks = new Map((raw.tracks || []).map((t) => [t.id, t]));
+      }
+    }
+    for (const rt of this.remoteTracks.values()) {
+      const { participant, info } = this._findOwner(rt.trackId);
+      if (!info) continue;
+      if (!rt.info) {
+        Object.assign(rt, { info, participantId: participant.id, participant });
+        this._emit('trackupdated', rt);
+      } else {
+        rt.info = info;
+      }
+      if (!!info.muted !== rt.muted) {
+        rt.muted = !!info.muted;
+        this._emit('trackmuted', { participantId: participant.id, trackId: rt.trackId, muted: rt.muted });
+      }
+    }
   }
 
   async _onPublishAnswer(msg) {
@@ -394,12 +597,27 @@ export class SfuClient extends EventTarget {
 
   async _onSubscriberOffer(msg) {
     const pc = this.subscriber;
+    if (msg.sdp === this._lastSubOffer && pc.signalingState === 'stable') {
+      // The offer we answered last, again: after a resume the server re-sends
+      // the offer it still waits an answer for. Answered on an older socket,
+      // the answer was lost with it: send the same answer again (it is applied
+      // here already). Answered on this very socket, the server has the answer
+      // (or will have it before anything else we send): a duplicate to ignore;
+      // answering it again could be taken as the answer to a later offer.
+      if (this._lastSubAnswerWs !== this.ws) {
+        this._lastSubAnswerWs = this._send({ type: 'subscriber_answer', sdp: this._lastSubAnswer }) ? this.ws : null;
+      }
+      return;
+    }
     this._subMids = { ...(msg.tracks || {}) };
     await pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
     await this._flushRemote('subscriber');
     const answer = await pc.createAnswer();
     await pc.setLocalDescription(answer);
-    this._send({ type: 'subscriber_answer', sdp: pc.localDescription.sdp });
+    const sdp = pc.localDescription.sdp;
+    this._lastSubOffer = msg.sdp;
+    this._lastSubAnswer = sdp;
+    this._lastSubAnswerWs = this._send({ type: 'subscriber_answer', sdp }) ? this.ws : null;
     if (!this._subAnswered) {
       this._subAnswered = true;
       for (const frame of this._subLocalQueue.splice(0)) this._send(frame);
@@ -602,6 +820,7 @@ export class SfuClient extends EventTarget {
 
   async leave(timeoutMs = 2000) {
     if (this.closed) return;
+    this._leaving = true;
     if (this._send({ type: 'leave' })) {
       await new Promise((resolve) => {
         const timer = setTimeout(resolve, timeoutMs);
@@ -615,6 +834,12 @@ export class SfuClient extends EventTarget {
     if (this.closed) return;
     this.closed = true;
     this._stopPing();
+    if (this._reconnect) {
+      clearTimeout(this._reconnect.timer);
+      clearTimeout(this._reconnect.attemptTimer);
+      this._reconnect = null;
+    }
+    this._queuedWhileReconnecting = [];
     if (this._leaveWaiter) this._leaveWaiter();
     if (this._joinWaiter) {
       this._joinWaiter.reject(new SfuError('closed', `connection closed: ${reason}`));
@@ -625,7 +850,7 @@ export class SfuClient extends EventTarget {
       this._publishWaiter = null;
     }
     for (const pc of [this.publisher, this.subscriber]) if (pc) pc.close();
-    if (this.ws && this.ws.readyState <= WebSocket.OPEN) this.ws.close(1000);
+    this._closeSocket(this.ws);
     for (const trackId of [...this.remoteTracks.keys()]) this._dropRemote(trackId);
     this._emit('closed', { reason });
   }

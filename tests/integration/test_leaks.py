@@ -169,7 +169,7 @@ def server_state(node: Node) -> dict[str, int]:
         "peers": len(node.app[ENGINE].peers),
         "rooms": len(manager.rooms),
         "participants": sum(len(r.participants) for r in manager.rooms.values()),
-        "resumable": len(manager._resumable),
+        "resumable": len(manager._by_token),
         "sessions": len(node.app[SESSIONS]),
         "manager_tasks": len(manager._tasks),
         "local_tracks": len(manager._local_tracks),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import pytest
 
 from signaling import rooms
@@ -92,3 +93,32 @@ async def test_a_resume_token_works_only_for_its_own_identity(
     # The victim can still resume its own session.
     again = await victim.resume()
     assert again["resumed"] is True and again["participant"]["id"] == victim.participant_id
+
+
+async def test_a_resume_takes_over_a_connection_the_server_still_thinks_alive(
+    node: Node, make_bot: BotFactory
+) -> None:
+    """A connection that died without a FIN still looks alive to the server;
+    the client comes back first: its token lets the new connection take over."""
+    watcher = await make_bot("watcher")
+    mover = await make_bot("mover")
+    participant_id = mover.participant_id
+    old_ws = mover._ws  # noqa: SLF001 - kept open, as a dead TCP connection would look
+    old_http = mover._http  # noqa: SLF001
+    mover._http = None  # noqa: SLF001 - resume() opens its own session
+    joined = await mover.resume()
+    assert joined["resumed"] is True and joined["participant"]["id"] == participant_id
+    assert old_ws is not None and old_http is not None
+    # The old connection is closed by the server, without a leave to anyone.
+    message = await old_ws.receive(timeout=5)
+    assert message.type in (
+        aiohttp.WSMsgType.CLOSE,
+        aiohttp.WSMsgType.CLOSED,
+        aiohttp.WSMsgType.CLOSING,
+    )
+    await old_http.close()
+    await asyncio.sleep(0.3)
+    assert participant_id in watcher.participants
+    assert not [m for m in watcher.messages if m.get("type") == "participant_left"]
+    await mover.send({"type": "ping", "ts": 3})
+    await mover.wait_for("pong", lambda m: m["ts"] == 3, timeout=5)
