@@ -1196,8 +1196,8 @@ class Bot:
         )
         self.joined = joined
         self.participant_id = joined["participant"]["id"]
-        for participant in joined["participants"]:
-            self.participants.setdefault(participant["id"], participant)
+        # The room as it is now: messages lost with the old socket are not missed.
+        self.participants = {p["id"]: p for p in joined["participants"]}
         return joined
 
     async def drop(self) -> None:
