@@ -51,6 +51,18 @@ LAYER_INTERVAL_MS = 200
 AUDIO_ALLOWANCE_BPS = 48_000
 #: Loss above this fraction in a receiver report lowers the estimate.
 LOSS_THRESHOLD = 0.10
+#: A receiver-side estimate (Chromium's REMB) grows only ~8 %/s and never past
+#: ~1.5x what arrives: held to its value, a subscriber that starts on a low
+#: layer could never climb (nothing more arrives for it to measure). An
+#: estimate that rose in this many reports in a row, with loss under
+#: RAMP_MAX_LOSS, is read as "still climbing, not congested": for RAMP_GRACE_S
+#: (renewed while it keeps rising) the layer is chosen by preference and size
+#: alone, long enough for the selector's hold to let it climb; once more
+#: arrives, the estimate climbs past it. A falling estimate or loss ends the
+#: grace at once, and the estimate rules again.
+RAMP_REPORTS = 3
+RAMP_MAX_LOSS = 0.02
+RAMP_GRACE_S = 5.0
 
 
 class Subscriber:
@@ -86,6 +98,9 @@ class Subscriber:
         self._started = False
         self.changed = False
         self.remb_bps: int | None = None
+        #: Reports in a row whose REMB rose (see RAMP_REPORTS).
+        self.remb_rises = 0
+        self._climbing_until_s = 0.0
         self._next_layer_ms = 0
         self.malformed_rtcp = 0
 
@@ -273,6 +288,12 @@ class Subscriber:
                         downtrack.on_keyframe_request(int(now_s * 1000))
             elif isinstance(item, Remb):
                 falling = self.remb_bps is not None and item.bitrate_bps < self.remb_bps
+                rising = self.remb_bps is not None and item.bitrate_bps > self.remb_bps
+                self.remb_rises = self.remb_rises + 1 if rising else 0
+                if self.remb_rises >= RAMP_REPORTS:
+                    self._climbing_until_s = now_s + RAMP_GRACE_S
+                elif falling:
+                    self._climbing_until_s = 0.0
                 self.remb_bps = item.bitrate_bps
                 for ssrc in item.ssrcs:
                     downtrack = by_ssrc.get(ssrc)
@@ -290,6 +311,8 @@ class Subscriber:
         estimate = self.remb_bps
         active = [d for d in self.downtracks.values() if d.active and not d.paused]
         loss = max((d.loss_fraction for d in active), default=0.0)
+        if loss < RAMP_MAX_LOSS and time.monotonic() < self._climbing_until_s:
+            return None  # still climbing: no cap yet
         if loss > LOSS_THRESHOLD:
             estimate = int(estimate * (1 - 0.5 * loss))
         videos = sum(1 for d in active if d.is_video)

@@ -104,21 +104,10 @@ def test_two_pages_decode_each_others_video(call: dict[str, Any]) -> None:
     _assert_check(call, "decode_each_other")
 
 
-# Known defect, kept visible (xfail, not strict: it passes when the race goes
-# the other way). The server has no bandwidth probing yet. Chromium's
-# receive-side REMB starts near 100 kbit/s and grows only ~8 %/s, capped at
-# about 1.5x what it receives. So when its first REMB reaches the server before
-# the first layer choice, the subscriber is held on the low layer and never
-# climbs, whatever it selects. Seen in about half the runs on 2026-11-21,
-# with the code from before that day too. Fix: padding/RTX probes, or
-# reading a rising REMB as "not congested".
-REMB_RAMP_XFAIL = pytest.mark.xfail(
-    reason="no bandwidth probing: an early, slowly ramping Chromium REMB caps the layer",
-    strict=False,
-)
-
-
-@REMB_RAMP_XFAIL
+# Chromium's receive-side REMB starts near 100 kbit/s, grows ~8 %/s and stays
+# under ~1.5x what it receives: these two failed in about half the runs until
+# the server read a REMB that keeps rising (with low loss) as "not congested"
+# (sfu/subscriber.py, RAMP_REPORTS).
 def test_selecting_high_shows_the_1280_layer(call: dict[str, Any]) -> None:
     _assert_check(call, "high_initial")
 
@@ -127,7 +116,6 @@ def test_selecting_low_drops_to_320_within_5s(call: dict[str, Any]) -> None:
     _assert_check(call, "switch_low")
 
 
-@REMB_RAMP_XFAIL
 def test_selecting_high_again_returns_to_1280_within_5s(call: dict[str, Any]) -> None:
     _assert_check(call, "switch_back_high")
 

@@ -251,3 +251,28 @@ async def test_temporal_layers_are_dropped_before_the_spatial_layer(
     )
     await asyncio.sleep(0.5)
     assert_one_clean_stream(recv)
+
+
+async def test_a_climbing_estimate_does_not_hold_the_subscriber_down(
+    node: Node, make_bot: BotFactory
+) -> None:
+    """A receiver-side estimate like Chromium's starts low and grows a few
+    percent per report, capped near 1.5x what arrives: read as a cap, it would
+    keep the subscriber on the low layer for good. A fixed estimate (the test
+    above) stays a cap."""
+    _publisher, track_id = await publish_simulcast(make_bot)
+    subscriber = await make_bot("sub", record=True, remb_bps=120_000)
+    await layer_changed(subscriber, track_id, "low", 15)
+    await asyncio.sleep(1.0)
+    assert subscriber.forwarded_quality[track_id] == "low"  # a flat 120 kbit/s is a cap
+
+    async def climb() -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            subscriber.remb_bps = int((subscriber.remb_bps or 0) * 1.02)
+
+    climbing = asyncio.ensure_future(climb())
+    try:
+        assert await layer_changed(subscriber, track_id, "high", 10) < 5.0
+    finally:
+        climbing.cancel()
