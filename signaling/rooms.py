@@ -37,7 +37,7 @@ SUBSCRIBER_ANSWER_TIMEOUT_S = 15.0
 #: waiting for its client to resume the session.
 RESUME_WINDOW_S = 20.0
 #: Messages kept for a detached participant; more and it is removed.
-HELD_MESSAGES = 512
+HELD_MESSAGES = 448  # under the session outbox (512): joined and the offer fit too
 MAX_PENDING_CANDIDATES = 32
 #: How often each room's membership is re-read from Redis (a lost event heals).
 RECONCILE_S = 3.0
@@ -144,6 +144,11 @@ class Participant:
     resume_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     #: The WebSocket dropped; messages are held until the client resumes.
     detached: bool = False
+    #: The resume window ran out (its removal is under way).
+    expired: bool = False
+    #: Its session is being closed by the server (removed, replaced, ...):
+    #: not resumable.
+    closing: bool = False
     held: list[dict[str, Any]] = field(default_factory=list)
     _expiry: asyncio.TimerHandle | None = None
     _last_offer: dict[str, Any] | None = None
@@ -285,7 +290,10 @@ class Room:
         self.name = name
         self.participants: dict[str, Participant] = {}
         self.remote: dict[str, RemoteParticipant] = {}
-        self.tombstones: OrderedDict[str, float] = OrderedDict()
+        #: participant id -> (when, last revision seen): a copy of its record
+        #: with that revision or older is stale; a newer one (its node
+        #: re-announcing it after a Redis outage made it look gone) is not.
+        self.tombstones: OrderedDict[str, tuple[float, int]] = OrderedDict()
 
     def size(self) -> int:
         return len(self.participants) + len(self.remote)
@@ -309,13 +317,19 @@ class Room:
             if participant is not exclude and not participant.left:
                 participant.send(message)
 
-    def bury(self, participant_id: str, now_s: float) -> None:
-        self.tombstones[participant_id] = now_s
+    def bury(self, participant_id: str, now_s: float, rev: int = 0) -> None:
+        self.tombstones.pop(participant_id, None)
+        self.tombstones[participant_id] = (now_s, rev)
         while self.tombstones and (
             len(self.tombstones) > MAX_TOMBSTONES
-            or now_s - next(iter(self.tombstones.values())) > TOMBSTONE_S
+            or now_s - next(iter(self.tombstones.values()))[0] > TOMBSTONE_S
         ):
             self.tombstones.popitem(last=False)
+
+    def buried(self, participant_id: str, rev: int, now_s: float) -> bool:
+        """A record of a participant that left, no newer than when it left."""
+        tomb = self.tombstones.get(participant_id)
+        return tomb is not None and now_s - tomb[0] <= TOMBSTONE_S and rev <= tomb[1]
 
 
 class RoomManager:
@@ -416,7 +430,18 @@ class RoomManager:
             if self.rooms.get(room_name) is not room:  # emptied meanwhile
                 room = self.rooms.setdefault(room_name, room)
         # The same identity joining again replaces the older session, here or
-        # on another node.
+        # on another node: it does not count against the room's size.
+        replaced = sum(1 for p in room.participants.values() if p.identity == identity)
+        replaced += sum(1 for r in room.remote.values() if r.identity == identity)
+        if (
+            self.max_participants_per_room
+            and room.size() - replaced >= self.max_participants_per_room
+        ):
+            if not room.participants:
+                self._forget_room(room)
+            raise RoomFull(
+                f"room {room_name!r} is full ({self.max_participants_per_room} participants)"
+            )
         for other in list(room.participants.values()):
             if other.identity == identity:
                 other.send(m.leave("duplicate_identity"))
@@ -424,12 +449,12 @@ class RoomManager:
                 await self.leave(other)
         if any(r.identity == identity for r in room.remote.values()):
             self.membership.notify(room_name, {"type": "replace_identity", "identity": identity})
-        if self.max_participants_per_room and room.size() >= self.max_participants_per_room:
-            if not room.participants:
-                self.rooms.pop(room_name, None)
-            raise RoomFull(
-                f"room {room_name!r} is full ({self.max_participants_per_room} participants)"
-            )
+        # The awaits above may have emptied and forgotten the room (the old
+        # session was its last member): join the room as it is now.
+        live = self.rooms.setdefault(room_name, room)
+        if live is not room:
+            live.remote.update(room.remote)
+            room = live
         participant_id = "PA_" + secrets.token_urlsafe(9)
         participant: Participant
 
@@ -505,8 +530,9 @@ class RoomManager:
         loop = asyncio.get_running_loop()
 
         def give_up(reason: str = "resume_timeout") -> None:
-            if participant.left or not participant.detached:
+            if participant.left or not participant.detached or participant.expired:
                 return
+            participant.expired = True  # from now on it cannot be resumed
             logger.info("participant %s: not resumed (%s); removing", participant.id, reason)
             task = loop.create_task(self.leave(participant, reason))
             self._tasks.add(task)
@@ -544,6 +570,8 @@ class RoomManager:
         if (
             participant is None
             or participant.left
+            or participant.expired
+            or participant.closing
             or participant.room.name != room_name
             or participant.identity != identity
         ):
@@ -572,7 +600,8 @@ class RoomManager:
     def _forget_room(self, room: Room) -> None:
         """Nobody here is in the room any more: stop following it (relayed
         tracks with no subscriber left are released by the relay)."""
-        self.rooms.pop(room.name, None)
+        if self.rooms.get(room.name) is room:
+            del self.rooms[room.name]
         relay = self.engine.relay
         for remote in room.remote.values():
             for track in remote.tracks.values():
@@ -708,9 +737,13 @@ class RoomManager:
             self._apply_record(room, record)
         elif kind == "participant_left":
             participant_id = event.get("participant")
-            if isinstance(participant_id, str) and participant_id in room.remote:
-                self._remove_remote(room, room.remote[participant_id])
-                room.bury(participant_id, time.monotonic())
+            if isinstance(participant_id, str):
+                remote = room.remote.get(participant_id)
+                if remote is not None:
+                    self._remove_remote(room, remote)
+                # Buried even when unknown here: a re-read racing this event
+                # must not bring it back.
+                room.bury(participant_id, time.monotonic(), remote.rev if remote else 0)
         elif kind == "replace_identity" and event.get("node") != self.node_id:
             for participant in list(room.participants.values()):
                 if participant.identity == event.get("identity"):
@@ -736,9 +769,9 @@ class RoomManager:
     def _apply_record(self, room: Room, record: ParticipantRecord) -> None:
         """Bring this node's view of one remote participant up to `record`,
         telling local participants what changed."""
-        if record.node_id == self.node_id or record.participant_id in room.tombstones:
-            return
         now_s = time.monotonic()
+        if record.node_id == self.node_id or room.buried(record.participant_id, record.rev, now_s):
+            return
         remote = room.remote.get(record.participant_id)
         if remote is not None and record.rev <= remote.rev:
             if record.rev == remote.rev:
@@ -837,7 +870,7 @@ class RoomManager:
                 or self._missing_rounds.get(remote.node_id, 0) >= MISSING_NODE_ROUNDS
             ):
                 self._remove_remote(room, remote)
-                room.bury(remote.id, now_s)
+                room.bury(remote.id, now_s, remote.rev)
         return True
 
     async def _reconcile_loop(self) -> None:

@@ -85,6 +85,9 @@ class Session:
         if self._closing is not None:
             return
         self._closing = reason
+        participant = self.participant
+        if participant is not None and participant.send == self.send:
+            participant.closing = True  # closed by the server: not resumable
         try:
             # The writer drains what is queued, then closes the socket, which ends
             # the read loop.
