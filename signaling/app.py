@@ -312,6 +312,7 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
         relay = Relay(config.node_id, secret, rooms.find_local_media, engine.totals)
         host, port = await relay.start(config.relay_host, config.relay_port)
         engine.relay = relay
+        redis_membership.on_secret_change(relay.set_key)
         redis_membership.node = replace(node, relay_host=host, relay_port=port)
         await redis_membership.start()
         logger.info(

@@ -856,6 +856,16 @@ class RoomManager:
             return False
         present = set()
         for record in records:
+            node = record.node_id
+            if node not in alive and self._missing_rounds.get(node, 0) >= MISSING_NODE_ROUNDS:
+                # Left behind by a node that died (a reaper that failed half
+                # way, or a Redis that forgot the node): gone, here and there.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(
+                        self.membership.remove_participant(room.name, record.participant_id),
+                        READ_TIMEOUT_S,
+                    )
+                continue
             present.add(record.participant_id)
             self._apply_record(room, record)
         now_s = time.monotonic()

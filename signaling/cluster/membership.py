@@ -257,6 +257,12 @@ class RedisMembership:
         self._load: LoadProvider = lambda: (0, 0)
         self._dirty = False
         self._secret: bytes | None = None
+        self._on_secret: Callable[[bytes], None] | None = None
+        #: Writes and a re-sync never interleave: a re-sync's snapshot of the
+        #: local state and its writes happen with no queued write in between.
+        self._lock = asyncio.Lock()
+        #: Since when Redis has answered without a failure (monotonic s).
+        self._connected_since = time.monotonic()
         self.errors = 0
         self.resyncs = 0
         #: Round-trip of the last heartbeat, for /metrics and placement.
@@ -266,6 +272,11 @@ class RedisMembership:
     def set_providers(self, state: StateProvider, load: LoadProvider) -> None:
         self._state = state
         self._load = load
+
+    def on_secret_change(self, listener: Callable[[bytes], None]) -> None:
+        """Called with the cluster secret when Redis holds another one than
+        this node's (it lost its copy and a starting node made a new one)."""
+        self._on_secret = listener
 
     async def cluster_secret(self) -> bytes:
         """The relay secret all nodes share: made by the first node, kept in
@@ -317,17 +328,37 @@ class RedisMembership:
         participants, downtracks = self._load()
         self.node = replace(self.node, participants=participants, downtracks=downtracks)
         node_key = self.keys.node(self.node.node_id)
-        if sync or self._dirty or not await self._redis.exists(node_key):
-            self._dirty = False
-            await self._sync_state()
-        pipe = self._redis.pipeline()
+        async with self._lock:
+            if sync or self._dirty or not await self._redis.exists(node_key):
+                self._dirty = False
+                await self._sync_state()
+            pipe = self._redis.pipeline()
+            if self._secret is not None:
+                pipe.set(self.keys.secret, self._secret.hex(), nx=True)
+                pipe.get(self.keys.secret)
+            pipe.set(node_key, json.dumps(asdict(self.node)), ex=NODE_TTL_S)
+            pipe.sadd(self.keys.nodes, self.node.node_id)
+            results = await pipe.execute()
         if self._secret is not None:
-            pipe.set(self.keys.secret, self._secret.hex(), nx=True)
-        pipe.set(node_key, json.dumps(asdict(self.node)), ex=NODE_TTL_S)
-        pipe.sadd(self.keys.nodes, self.node.node_id)
-        await pipe.execute()
+            self._adopt_secret(results[1])
         self.rtt_ms = (time.monotonic() - started) * 1000
+        if not self.connected:
+            self._connected_since = time.monotonic()
         self.connected = True
+
+    def _adopt_secret(self, stored: bytes | None) -> None:
+        if stored is None:
+            return
+        try:
+            secret = bytes.fromhex(stored.decode())
+        except (UnicodeDecodeError, ValueError):
+            logger.error("cluster: the relay secret in Redis is not hex; keeping this node's")
+            return
+        if secret != self._secret:
+            logger.warning("cluster: Redis holds another relay secret; adopting it")
+            self._secret = secret
+            if self._on_secret is not None:
+                self._on_secret(secret)
 
     async def _sync_state(self) -> None:
         """Make Redis hold exactly this node's participants: write every local
@@ -374,7 +405,11 @@ class RedisMembership:
             await asyncio.sleep(HEARTBEAT_S)
             try:
                 await self._register()
-                await self.reap_dead_nodes()
+                # Right after Redis comes back every node's key may have
+                # expired: give live nodes a TTL and a beat to re-register
+                # before anyone is declared dead.
+                if time.monotonic() - self._connected_since >= NODE_TTL_S + HEARTBEAT_S:
+                    await self.reap_dead_nodes()
             except Exception as exc:  # noqa: BLE001 - Redis away: retry next beat
                 self._fail("heartbeat", exc)
 
@@ -410,21 +445,23 @@ class RedisMembership:
         while True:
             op, room, arg = await self._queue.get()
             try:
-                if op == "put":
-                    await self.put_participant(room, arg)
-                    await self._publish(room, _upsert_event(arg, self.node.node_id))
-                elif op == "remove":
-                    participant_id, reason = arg
-                    await self.remove_participant(room, participant_id)
-                    await self._publish(
-                        room, _left_event(participant_id, reason, self.node.node_id)
-                    )
-                else:
-                    await self.publish_event(room, arg)
+                async with self._lock:
+                    await self._write(op, room, arg)
             except Exception as exc:  # noqa: BLE001 - re-synced by the heartbeat
                 self._fail("write", exc)
             finally:
                 self._queue.task_done()
+
+    async def _write(self, op: str, room: str, arg: Any) -> None:
+        if op == "put":
+            await self.put_participant(room, arg)
+            await self._publish(room, _upsert_event(arg, self.node.node_id))
+        elif op == "remove":
+            participant_id, reason = arg
+            await self.remove_participant(room, participant_id)
+            await self._publish(room, _left_event(participant_id, reason, self.node.node_id))
+        else:
+            await self.publish_event(room, arg)
 
     # --- events ----------------------------------------------------------------
 

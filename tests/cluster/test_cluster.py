@@ -550,3 +550,32 @@ async def test_the_room_service_acts_on_every_node(
             assert response.status == 200
         for bot in (on_a, again):
             assert (await bot.wait_for("leave", timeout=5))["reason"] == "room_closed"
+
+
+async def test_a_redis_pause_longer_than_the_node_ttl_splits_nothing(
+    start_nodes: StartNodes, bots: list[Bot], redis_server: RedisServer
+) -> None:
+    """Redis stops answering for longer than a node's TTL but keeps its data
+    (a stall, a failover): when it answers again every key has expired, and
+    no node may declare the others dead before they had a beat to re-register."""
+    import os
+
+    a, b = await start_nodes("node-a", "node-b")
+    pub = await _join(bots, a, "pub")
+    sub = await _join(bots, b, "sub")
+    await pub.publish(audio=False)
+    await sub.wait_until(lambda: _flowing(sub, 1, 30), 20, "sub receives")
+    assert redis_server.proc is not None
+    os.kill(redis_server.proc.pid, signal.SIGSTOP)
+    try:
+        await asyncio.sleep(8.0)
+    finally:
+        os.kill(redis_server.proc.pid, signal.SIGCONT)
+    before = next(iter(sub.tracks.values())).packets
+    await asyncio.sleep(8.0)  # a TTL and more after Redis is back
+    assert next(iter(sub.tracks.values())).packets - before > 300, "media stopped"
+    assert not [
+        m for m in sub.messages if m.get("type") in ("participant_left", "track_unpublished")
+    ]
+    newcomer = await _join(bots, b, "newcomer", auto_subscribe=False)
+    assert sorted(p["identity"] for p in newcomer.joined["participants"]) == ["pub", "sub"]

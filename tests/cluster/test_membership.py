@@ -150,3 +150,26 @@ async def test_local_membership_has_the_same_shape() -> None:
 def test_participant_record_round_trips() -> None:
     record = ParticipantRecord("PA_1", "n", "id", "Name", ({"track_id": "TR_1", "kind": "audio"},))
     assert ParticipantRecord.from_json(record.to_json()) == record
+
+
+async def test_a_node_adopts_the_secret_a_newer_node_made_after_redis_lost_it(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("signaling.cluster.membership.HEARTBEAT_S", 0.2)
+    a = RedisMembership(NodeInfo("a"), redis_server.url, "t")
+    adopted: list[bytes] = []
+    a.on_secret_change(adopted.append)
+    await a.start()
+    b: RedisMembership | None = None
+    try:
+        old = await a.cluster_secret()
+        await a._redis.flushall()  # Redis lost everything...
+        b = RedisMembership(NodeInfo("b"), redis_server.url, "t")
+        new = await b.cluster_secret()  # ...and a starting node made a new secret
+        assert new != old
+        await _eventually(lambda: adopted == [new], 5)
+        assert await a.cluster_secret() == new
+    finally:
+        await a.close()
+        if b is not None:
+            await b.close()
