@@ -196,6 +196,11 @@ async def rtc_handler(request: web.Request) -> web.StreamResponse:
         resume_token=resume,
     )
     request.app[STATS].connections_total += 1
+    if request.app[DRAINING].get("since") is not None:
+        # The drain began while this one was upgrading: it was not told.
+        await ws.send_json({"type": "leave", "reason": "migrate"})
+        await ws.close()
+        return ws
     request.app[SESSIONS].add(session)
     try:
         await session.run()
@@ -420,8 +425,12 @@ async def _drain(app: web.Application) -> None:
         await asyncio.sleep(0.05)
     with contextlib.suppress(Exception):
         for session in list(app[SESSIONS]):
+            session.close("migrate")
             if session.participant is not None:
                 await app[ROOMS].leave(session.participant, "migrate")
+        # Sessions that were waiting to be resumed will not be: this node stops.
+        for participant in app[ROOMS].detached():
+            await app[ROOMS].leave(participant, "migrate")
 
 
 def create_app(config: ServerConfig) -> web.Application:

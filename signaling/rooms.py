@@ -592,6 +592,9 @@ class RoomManager:
             old_close("resumed_elsewhere")  # its session sees it no longer owns the participant
         return participant, held
 
+    def detached(self) -> list[Participant]:
+        return [p for p in self._by_token.values() if p.detached]
+
     def others(self, participant: Participant) -> list[m.ParticipantInfo]:
         room = participant.room
         infos = [p.info() for p in room.participants.values() if p is not participant]
