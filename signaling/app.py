@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import secrets
 import signal
@@ -31,7 +32,7 @@ from signaling.metrics import (
     render,
     watch_event_loop,
 )
-from signaling.ratelimit import AddressLimiter
+from signaling.ratelimit import AddressLimiter, client_address
 from signaling.roomapi import add_room_api
 from signaling.rooms import RoomManager
 from signaling.session import MAX_FRAME_BYTES, Session
@@ -72,6 +73,9 @@ class ServerConfig:
     #: Joins per second (and burst) one remote address may attempt; 0: no limit.
     join_rate_per_s: float = 20.0
     join_burst: int = 50
+    #: Reverse proxies whose X-Forwarded-For names the client (CIDRs); the
+    #: join limit then counts the client, not the proxy.
+    trusted_proxies: tuple[str, ...] = ()
     #: How long a node keeps trying to reach Redis when it starts.
     redis_start_timeout_s: float = 10.0
     #: Serve /metrics on its own port (bound to metrics_host) instead of the
@@ -104,6 +108,7 @@ MEMBERSHIP = web.AppKey("membership", object)
 DRAINING = web.AppKey("draining", dict)
 STATS = web.AppKey("signaling_stats", SignalingStats)
 JOIN_LIMITER = web.AppKey("join_limiter", object)
+TRUSTED_PROXIES = web.AppKey("trusted_proxies", list)
 REGISTRY = web.AppKey("metrics_registry", object)
 
 
@@ -124,9 +129,12 @@ async def rtc_handler(request: web.Request) -> web.StreamResponse:
         )
     config = request.app[CONFIG]
     limiter = request.app[JOIN_LIMITER]
-    if isinstance(limiter, AddressLimiter) and not limiter.take(
-        request.remote or "", time.monotonic()
-    ):
+    address = client_address(
+        request.remote or "",
+        request.headers.get("X-Forwarded-For"),
+        request.app[TRUSTED_PROXIES],
+    )
+    if isinstance(limiter, AddressLimiter) and not limiter.take(address, time.monotonic()):
         request.app[STATS].error("rate_limited")
         return web.json_response(
             {
@@ -439,6 +447,7 @@ def create_app(config: ServerConfig) -> web.Application:
     app[SESSIONS] = set()
     app[DRAINING] = {}
     app[STATS] = SignalingStats()
+    app[TRUSTED_PROXIES] = [ipaddress.ip_network(n, strict=False) for n in config.trusted_proxies]
     app[JOIN_LIMITER] = (
         AddressLimiter(config.join_rate_per_s, config.join_burst) if config.join_rate_per_s else 0
     )

@@ -113,6 +113,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         advertise_url=args.advertise_url,
         metrics_port=args.metrics_port,
         join_rate_per_s=args.join_rate,
+        trusted_proxies=tuple(args.trusted_proxy),
         limits=MediaLimits(max_tracks_per_publisher=args.max_tracks),
         metrics_host=args.metrics_host,
         node_id=node_id,
@@ -284,6 +285,15 @@ def cmd_bot(args: argparse.Namespace) -> int:
     return 0
 
 
+def network(text: str) -> str:
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_network(text, strict=False))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an address or CIDR") from None
+
+
 def port_range(text: str) -> tuple[int, int]:
     low, sep, high = text.partition("-")
     try:
@@ -334,6 +344,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-participants", type=int, default=0, help="per room; 0 = no limit")
     serve.add_argument(
         "--max-tracks", type=int, default=16, help="tracks one participant may publish"
+    )
+    serve.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        type=network,
+        metavar="CIDR",
+        help="a reverse proxy whose X-Forwarded-For names the client (repeatable)",
     )
     serve.add_argument(
         "--join-rate",

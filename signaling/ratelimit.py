@@ -7,9 +7,13 @@ time, so tables can test it.
 
 from __future__ import annotations
 
+import ipaddress
 from collections import OrderedDict
+from collections.abc import Sequence
 
-__all__ = ["AddressLimiter", "TokenBucket"]
+__all__ = ["AddressLimiter", "TokenBucket", "client_address"]
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class TokenBucket:
@@ -57,3 +61,34 @@ class AddressLimiter:
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+
+def client_address(remote: str, forwarded_for: str | None, trusted: Sequence[IPNetwork]) -> str:
+    """The address to limit: the peer itself, unless it is a trusted proxy;
+    then the nearest address in X-Forwarded-For that is not a trusted proxy
+    (addresses to its left could be written by the client)."""
+    if not trusted or not forwarded_for or not _within(remote, trusted):
+        return remote
+    hops = [hop.strip() for hop in forwarded_for.split(",")[:32]]
+    for hop in reversed(hops):
+        if not hop:
+            continue
+        if not _within(hop, trusted):
+            return hop if _is_ip(hop) else remote
+    return remote
+
+
+def _within(address: str, networks: Sequence[IPNetwork]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+def _is_ip(address: str) -> bool:
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return True

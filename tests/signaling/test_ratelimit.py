@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
+from typing import Any
+
 import pytest
 
-from signaling.ratelimit import AddressLimiter, TokenBucket
+from signaling.ratelimit import AddressLimiter, TokenBucket, client_address
 
 
 @pytest.mark.parametrize(
@@ -38,3 +41,27 @@ def test_address_limiter_keeps_addresses_apart_and_bounded() -> None:
     assert len(limiter) == 3
     # "a" was forgotten (least recently seen): it starts full again.
     assert limiter.take("a", 0) is True
+
+
+PROXIES = [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("::1/128")]
+
+
+@pytest.mark.parametrize(
+    ("remote", "forwarded", "trusted", "expected"),
+    [
+        ("203.0.113.5", None, PROXIES, "203.0.113.5"),  # no proxy
+        ("203.0.113.5", "1.2.3.4", PROXIES, "203.0.113.5"),  # untrusted peer: header ignored
+        ("10.0.0.2", "198.51.100.7", PROXIES, "198.51.100.7"),  # through the proxy
+        ("10.0.0.2", "6.6.6.6, 198.51.100.7", PROXIES, "198.51.100.7"),  # spoofed left part
+        ("10.0.0.2", "198.51.100.7, 10.0.0.9", PROXIES, "198.51.100.7"),  # two proxies
+        ("10.0.0.2", "10.0.0.3", PROXIES, "10.0.0.2"),  # only proxies
+        ("10.0.0.2", "garbage", PROXIES, "10.0.0.2"),
+        ("10.0.0.2", "", PROXIES, "10.0.0.2"),
+        ("10.0.0.2", "198.51.100.7", [], "10.0.0.2"),  # nothing trusted
+        ("::1", "2001:db8::1", PROXIES, "2001:db8::1"),
+    ],
+)
+def test_client_address(
+    remote: str, forwarded: str | None, trusted: list[Any], expected: str
+) -> None:
+    assert client_address(remote, forwarded, trusted) == expected
