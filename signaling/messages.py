@@ -240,10 +240,10 @@ def _show(value: Any) -> str:
         if len(value) > _SHOW_CHARS:
             value = value[:_SHOW_CHARS] + "..."
         return json.dumps(value)
-    return _json_kind(value)
+    return json_kind(value)
 
 
-def _json_kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
     # Describe values in JSON terms: the client author wrote JSON, not Python.
     if value is None:
         return "null"
@@ -280,12 +280,12 @@ class _Reader:
 
     def obj(self, value: Any, path: str) -> dict[str, Any]:
         if not isinstance(value, dict):
-            raise self.fail(path, f"expected an object, got {_json_kind(value)}")
+            raise self.fail(path, f"expected an object, got {json_kind(value)}")
         return value
 
     def string(self, value: Any, path: str) -> str:
         if not isinstance(value, str):
-            raise self.fail(path, f"expected a string, got {_json_kind(value)}")
+            raise self.fail(path, f"expected a string, got {json_kind(value)}")
         if not _is_encodable(value):
             # JSON "\ud800" escapes decode to lone surrogates, which cannot be
             # encoded as UTF-8; they would blow up later in SDP or log code.
@@ -317,27 +317,27 @@ class _Reader:
 
     def boolean(self, value: Any, path: str) -> bool:
         if not isinstance(value, bool):
-            raise self.fail(path, f"expected true or false, got {_json_kind(value)}")
+            raise self.fail(path, f"expected true or false, got {json_kind(value)}")
         return value
 
     def uint(self, value: Any, path: str, maximum: int) -> int:
         # bool is an int subclass in Python; JSON true is not a number.
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(path, f"expected a non-negative integer, got {_json_kind(value)}")
+            raise self.fail(path, f"expected a non-negative integer, got {json_kind(value)}")
         if value < 0 or value > maximum:
             raise self.fail(path, f"expected an integer from 0 to {maximum}")
         return value
 
     def number(self, value: Any, path: str) -> float | int:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(path, f"expected a number, got {_json_kind(value)}")
+            raise self.fail(path, f"expected a number, got {json_kind(value)}")
         if isinstance(value, float) and not math.isfinite(value):
             raise self.fail(path, "expected a finite number")
         return value
 
     def array(self, value: Any, path: str, limit: int) -> list[Any]:
         if not isinstance(value, list):
-            raise self.fail(path, f"expected an array, got {_json_kind(value)}")
+            raise self.fail(path, f"expected an array, got {json_kind(value)}")
         if len(value) > limit:
             raise self.fail(path, f"has {len(value)} entries; the limit is {limit}")
         return value
@@ -589,12 +589,12 @@ def parse_client_message(
         raise ProtocolError("bad_request", f"malformed JSON: {e}") from None
 
     if not isinstance(data, dict):
-        raise ProtocolError("bad_request", f"frame: expected a JSON object, got {_json_kind(data)}")
+        raise ProtocolError("bad_request", f"frame: expected a JSON object, got {json_kind(data)}")
     if "type" not in data:
         raise ProtocolError("bad_request", "type: required field is missing")
     msg_type = data["type"]
     if not isinstance(msg_type, str):
-        raise ProtocolError("bad_request", f"type: expected a string, got {_json_kind(msg_type)}")
+        raise ProtocolError("bad_request", f"type: expected a string, got {json_kind(msg_type)}")
     parser = _PARSERS.get(msg_type)
     if parser is None:
         raise ProtocolError(

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from aiohttp import web
 
 from signaling.auth import AuthError, TokenClaims, verify_token
-from signaling.messages import MAX_ID_CHARS
+from signaling.messages import MAX_ID_CHARS, json_kind
 
 if TYPE_CHECKING:
     from signaling.cluster.membership import ParticipantRecord
@@ -156,7 +156,7 @@ def _check_scope(claims: TokenClaims, room: str) -> None:
 def check_id(value: Any, field: str) -> str:
     """A room name, identity or track id: the protocol's rules for ids."""
     if not isinstance(value, str):
-        raise _bad_request(f"{field}: expected a string, got {_json_kind(value)}")
+        raise _bad_request(f"{field}: expected a string, got {json_kind(value)}")
     if not value:
         raise _bad_request(f"{field}: must not be empty")
     if len(value) > MAX_ID_CHARS:
@@ -172,20 +172,6 @@ def check_id(value: Any, field: str) -> str:
 
 def _path_id(request: web.Request, field: str) -> str:
     return check_id(request.match_info[field], field)
-
-
-def _json_kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
 
 
 class _DuplicateField(ValueError):
@@ -237,7 +223,7 @@ async def _mute_body(request: web.Request) -> tuple[str, bool]:
     except ValueError as exc:
         raise _bad_request(f"body: is not valid JSON ({exc})") from None
     if not isinstance(data, dict):
-        raise _bad_request(f"body: expected a JSON object, got {_json_kind(data)}")
+        raise _bad_request(f"body: expected a JSON object, got {json_kind(data)}")
     unknown = sorted(k for k in data if k not in MUTE_FIELDS)
     if unknown:
         names = ", ".join(repr(k[:MAX_ID_CHARS]) for k in unknown[:5])
@@ -248,7 +234,7 @@ async def _mute_body(request: web.Request) -> tuple[str, bool]:
     track_id = check_id(data["track_id"], "track_id")
     muted = data["muted"]
     if not isinstance(muted, bool):
-        raise _bad_request(f"muted: expected true or false, got {_json_kind(muted)}")
+        raise _bad_request(f"muted: expected true or false, got {json_kind(muted)}")
     return track_id, muted
 
 

@@ -3,8 +3,10 @@ and bots that join it over real sockets."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -32,11 +34,20 @@ class Node:
         )
 
 
-@pytest.fixture
-async def node() -> AsyncIterator[Node]:
+@contextlib.asynccontextmanager
+async def running_node(**settings: Any) -> AsyncIterator[Node]:
+    """A dev-mode node on a free port of 127.0.0.1, media on 127.0.0.1;
+    `settings` override ServerConfig fields."""
     port = free_port()
     config = ServerConfig(
-        host="127.0.0.1", port=port, keys=KeyStore.dev(), rtc_hosts=("127.0.0.1",), dev=True
+        **{
+            "host": "127.0.0.1",
+            "port": port,
+            "keys": KeyStore.dev(),
+            "rtc_hosts": ("127.0.0.1",),
+            "dev": True,
+            **settings,
+        }
     )
     app = create_app(config)
     runner = web.AppRunner(app, handle_signals=False)
@@ -47,6 +58,12 @@ async def node() -> AsyncIterator[Node]:
         yield Node(f"ws://127.0.0.1:{port}", app, config)
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def node() -> AsyncIterator[Node]:
+    async with running_node() as started:
+        yield started
 
 
 BotFactory = Callable[..., Awaitable[Bot]]

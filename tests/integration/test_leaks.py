@@ -34,11 +34,11 @@ from sfu.subscriber import Subscriber
 from sfu.transport import PeerTransport
 from sfu_bot.client import Bot
 from signaling import rooms
-from signaling.app import ENGINE, MEMBERSHIP, ROOMS, SESSIONS, ServerConfig, create_app
-from signaling.auth import DEV_KEY, DEV_SECRET, Grants, KeyStore, issue_token
+from signaling.app import ENGINE, MEMBERSHIP, ROOMS, SESSIONS
+from signaling.auth import DEV_KEY, DEV_SECRET, Grants, issue_token
 from signaling.rooms import Participant
 from signaling.session import Session
-from tests.integration.conftest import Node, free_port
+from tests.integration.conftest import Node, running_node
 
 CYCLES = 200
 #: Four of each kind, CONCURRENCY at a time: enough to start the executor
@@ -93,25 +93,11 @@ async def leak_node(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Node]:
     monkeypatch.setattr(rooms, "RESUME_WINDOW_S", RESUME_WINDOW_S)
     # A subscriber that never answers is closed after this (checked in 1 s steps).
     monkeypatch.setattr(rooms, "SUBSCRIBER_ANSWER_TIMEOUT_S", ANSWER_TIMEOUT_S)
-    port = free_port()
-    config = ServerConfig(
-        host="127.0.0.1",
-        port=port,
-        keys=KeyStore.dev(),
-        rtc_hosts=("127.0.0.1",),
-        dev=True,
+    async with running_node(
         connect_timeout_s=CONNECT_TIMEOUT_S,  # ICE that never completes fails fast
         join_rate_per_s=0,  # hundreds of joins from 127.0.0.1
-    )
-    app = create_app(config)
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    try:
-        yield Node(f"ws://127.0.0.1:{port}", app, config)
-    finally:
-        await runner.cleanup()
+    ) as started:
+        yield started
 
 
 # --------------------------------------------------------------------------

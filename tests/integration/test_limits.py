@@ -10,13 +10,10 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from sfu.publisher import MediaLimits
 from sfu_bot.client import Bot, BotError
-from signaling.app import ServerConfig, create_app
-from signaling.auth import KeyStore
-from tests.integration.conftest import BotFactory, Node, free_port
+from tests.integration.conftest import BotFactory, Node, running_node
 
 
 async def _call(make_bot: BotFactory) -> Bot:
@@ -103,22 +100,8 @@ async def test_a_join_flood_from_one_address_is_refused(node: Node, make_bot: Bo
 
 @pytest.fixture
 async def one_track_node() -> AsyncIterator[Node]:
-    port = free_port()
-    config = ServerConfig(
-        host="127.0.0.1",
-        port=port,
-        keys=KeyStore.dev(),
-        rtc_hosts=("127.0.0.1",),
-        dev=True,
-        limits=MediaLimits(max_tracks_per_publisher=1),
-    )
-    runner = web.AppRunner(create_app(config), handle_signals=False)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield Node(f"ws://127.0.0.1:{port}", runner.app, config)
-    finally:
-        await runner.cleanup()
+    async with running_node(limits=MediaLimits(max_tracks_per_publisher=1)) as started:
+        yield started
 
 
 async def test_more_tracks_than_allowed_is_forbidden(one_track_node: Node) -> None:

@@ -7,13 +7,11 @@ import socket
 from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp import web
 
 from sfu_bot.client import Bot
-from signaling.app import ENGINE, ServerConfig, create_app
-from signaling.auth import KeyStore
+from signaling.app import ENGINE
 from signaling.cli import port_range
-from tests.integration.conftest import Node, free_port
+from tests.integration.conftest import Node, running_node
 
 
 def _free_range(size: int) -> tuple[int, int]:
@@ -41,22 +39,8 @@ def _free_range(size: int) -> tuple[int, int]:
 
 @pytest.fixture
 async def ranged_node() -> AsyncIterator[Node]:
-    port = free_port()
-    config = ServerConfig(
-        host="127.0.0.1",
-        port=port,
-        keys=KeyStore.dev(),
-        rtc_hosts=("127.0.0.1",),
-        rtc_port_range=_free_range(8),
-        dev=True,
-    )
-    runner = web.AppRunner(create_app(config), handle_signals=False)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield Node(f"ws://127.0.0.1:{port}", runner.app, config)
-    finally:
-        await runner.cleanup()
+    async with running_node(rtc_port_range=_free_range(8)) as started:
+        yield started
 
 
 async def test_media_binds_inside_the_port_range(ranged_node: Node) -> None:
