@@ -237,7 +237,6 @@ def test_markdown_has_the_cluster_row_and_its_relay_figures() -> None:
 
 
 def test_plot_draws_cluster_points(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
     assert report.plot([_cluster_result()], tmp_path / "c.png")
     assert (tmp_path / "c.png").stat().st_size > 1000
 

@@ -26,6 +26,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -33,9 +34,11 @@ import sys
 import time
 import traceback
 import urllib.request
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,6 +85,23 @@ class Result:
     def write(self) -> None:
         self.data["runtime_s"] = round(time.monotonic() - self.t0, 2)
         (self.out / "result.json").write_text(json.dumps(self.data, indent=2))
+
+
+def require_tools(chromium: str) -> None:
+    """pytest side: what the isolated browser run needs, or a clear failure."""
+    if not Path(chromium).is_file():
+        pytest.fail(
+            f"Chromium not found at {chromium}: install it with `apt-get install -y chromium` "
+            "(scripts/test.sh does this), or point SFU_TEST_chromium at a Chromium binary",
+            pytrace=False,
+        )
+    for tool, package in (("unshare", "util-linux"), ("ip", "iproute2")):
+        if shutil.which(tool) is None:
+            pytest.fail(
+                f"`{tool}` not found: install {package} (the browser runs in a loopback-only "
+                "network namespace)",
+                pytrace=False,
+            )
 
 
 def require_loopback_only_namespace() -> None:
@@ -369,10 +389,21 @@ async def screenshots(peers: list[Peer], result: Result) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    return run_main(run, __doc__ or "", 80.0)
+
+
+def run_main(
+    scenario_run: Callable[[argparse.Namespace, Result], Awaitable[None]],
+    description: str,
+    deadline_s: float,
+) -> int:
+    """The scenario process's main (inside the namespace): options, a fresh
+    browser profile under --out, `scenario_run` within the deadline, and
+    result.json written whatever happens."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--chromium", default="/usr/bin/chromium")
-    parser.add_argument("--deadline", type=float, default=80.0, help="seconds for everything")
+    parser.add_argument("--deadline", type=float, default=deadline_s, help="seconds for all")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     require_loopback_only_namespace()
@@ -383,7 +414,7 @@ def main() -> int:
         os.environ[var] = str(path)
     result = Result(args.out)
     try:
-        asyncio.run(asyncio.wait_for(run(args, result), args.deadline))
+        asyncio.run(asyncio.wait_for(scenario_run(args, result), args.deadline))
     except TimeoutError:
         result.data["aborted"] = f"the scenario did not finish within {args.deadline:.0f} s"
     except Exception as exc:  # noqa: BLE001 - reported in result.json

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.browser.scenario import require_tools
 
 CHROMIUM = os.environ.get("SFU_TEST_CHROMIUM", "/usr/bin/chromium")
 HERE = Path(__file__).resolve().parent
@@ -30,25 +31,9 @@ SCENARIO = HERE / "scenario.py"
 DEADLINE_S = 80
 
 
-def _require_tools() -> None:
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(
-            f"Chromium not found at {CHROMIUM}: install it with `apt-get install -y chromium` "
-            "(scripts/test.sh does this), or point SFU_TEST_CHROMIUM at a Chromium binary",
-            pytrace=False,
-        )
-    for tool, package in (("unshare", "util-linux"), ("ip", "iproute2")):
-        if shutil.which(tool) is None:
-            pytest.fail(
-                f"`{tool}` not found: install {package} (the browser runs in a loopback-only "
-                "network namespace)",
-                pytrace=False,
-            )
-
-
 @pytest.fixture(scope="module")
 def call(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    _require_tools()
+    require_tools(CHROMIUM)
     out = tmp_path_factory.mktemp("browser-call")
     # As root a network namespace is enough; otherwise a user namespace maps us
     # to root inside it so `ip link set lo up` works.

@@ -33,11 +33,9 @@ import json
 import os
 import re
 import secrets
-import shutil
 import subprocess
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +49,8 @@ from tests.browser.scenario import (
     Result,
     free_port,
     open_peer,
-    require_loopback_only_namespace,
+    require_tools,
+    run_main,
     stop_server,
     wait_decoding,
     wait_healthy,
@@ -68,25 +67,9 @@ SHORT_WINDOW_S = 0.05
 # --- pytest side ------------------------------------------------------------------------
 
 
-def _require_tools() -> None:
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(
-            f"Chromium not found at {CHROMIUM}: install it with `apt-get install -y chromium` "
-            "(scripts/test.sh does this), or point SFU_TEST_CHROMIUM at a Chromium binary",
-            pytrace=False,
-        )
-    for tool, package in (("unshare", "util-linux"), ("ip", "iproute2")):
-        if shutil.which(tool) is None:
-            pytest.fail(
-                f"`{tool}` not found: install {package} (the browser runs in a loopback-only "
-                "network namespace)",
-                pytrace=False,
-            )
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    _require_tools()
+    require_tools(CHROMIUM)
     out = tmp_path_factory.mktemp("browser-resume")
     unshare = ["unshare", "-n"] if os.geteuid() == 0 else ["unshare", "-r", "-n"]
     cmd = [
@@ -623,30 +606,7 @@ async def run_scenario(args: argparse.Namespace, result: Result) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--chromium", default="/usr/bin/chromium")
-    parser.add_argument("--deadline", type=float, default=DEADLINE_S, help="seconds for all")
-    args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    require_loopback_only_namespace()
-    for var, sub in (("TMPDIR", "tmp"), ("XDG_CONFIG_HOME", "config"), ("XDG_CACHE_HOME", "cache")):
-        path = args.out / sub
-        path.mkdir(exist_ok=True)
-        os.environ[var] = str(path)
-    result = Result(args.out)
-    try:
-        asyncio.run(asyncio.wait_for(run_scenario(args, result), args.deadline))
-    except TimeoutError:
-        result.data["aborted"] = f"the scenario did not finish within {args.deadline:.0f} s"
-    except Exception as exc:  # noqa: BLE001 - reported in result.json
-        result.data["aborted"] = f"{type(exc).__name__}: {exc}"
-        result.data["traceback"] = traceback.format_exc()
-    finally:
-        result.write()
-    if result.data["aborted"]:
-        print(f"aborted: {result.data['aborted']}", file=sys.stderr)
-    return 0
+    return run_main(run_scenario, __doc__ or "", DEADLINE_S)
 
 
 if __name__ == "__main__":
