@@ -551,6 +551,19 @@ class DownTrack:
             index = min(index, max_spatial_for_size(track.sizes(), width, height))
         return index
 
+    def next_layer_bps(self) -> int | None:
+        """The measured bitrate of the first arriving spatial layer above the
+        one forwarded (or being switched to); None at the top."""
+        layers = self.track.layers
+        rates = self.track.rates()
+        heading = self._target or self.receiver
+        if heading not in layers:
+            return None
+        for i in range(layers.index(heading) + 1, len(layers)):
+            if rates[i].arriving and rates[i].bitrate_bps:
+                return rates[i].bitrate_bps
+        return None
+
     def update_layer(self, now_ms: int, budget_bps: int | None) -> None:
         """Choose the layer to forward; start a switch when it differs."""
         self.budget_bps = budget_bps

@@ -103,6 +103,7 @@ class Publisher:
         self.malformed_rtp = 0
         self.malformed_rtcp = 0
         self.unroutable = 0
+        self.closed = False
 
     async def negotiate(self, offer_sdp: str) -> PublishResult:
         """Answer an offer (the first or a renegotiation). Raises NegotiationError
@@ -112,6 +113,8 @@ class Publisher:
         except SdpError as exc:
             raise NegotiationError(f"the offer does not parse: {exc}") from None
         local = await self.transport.prepare()
+        if self.closed:  # the participant left while candidates were gathered
+            raise NegotiationError("the participant left")
         self._version += 1
         result = answer_publish(
             offer,
@@ -288,6 +291,7 @@ class Publisher:
             self.transport.send_rtcp(report)
 
     async def close(self) -> None:
+        self.closed = True
         for track in self.tracks.values():
             track.close()
         self.tracks.clear()

@@ -54,15 +54,20 @@ LOSS_THRESHOLD = 0.10
 #: A receiver-side estimate (Chromium's REMB) grows only ~8 %/s and never past
 #: ~1.5x what arrives: held to its value, a subscriber that starts on a low
 #: layer could never climb (nothing more arrives for it to measure). An
-#: estimate that rose in this many reports in a row, with loss under
-#: RAMP_MAX_LOSS, is read as "still climbing, not congested": for RAMP_GRACE_S
-#: (renewed while it keeps rising) the layer is chosen by preference and size
-#: alone, long enough for the selector's hold to let it climb; once more
-#: arrives, the estimate climbs past it. A falling estimate or loss ends the
-#: grace at once, and the estimate rules again.
+#: estimate that rose (by RAMP_MIN_RISE or more) in this many reports in a row,
+#: with loss under RAMP_MAX_LOSS, is read as "still climbing, not congested":
+#: for RAMP_GRACE_S (renewed while it keeps rising) each video track may go
+#: one layer above the one it forwards, whatever the estimate says; once more
+#: arrives, the estimate climbs past it. Loss or a falling estimate ends the
+#: grace at once, and a fall during a grace keeps it off for RAMP_COOLDOWN_S:
+#: a subscriber that really is congested is not pushed up again and again.
 RAMP_REPORTS = 3
+RAMP_MIN_RISE = 0.01
 RAMP_MAX_LOSS = 0.02
 RAMP_GRACE_S = 5.0
+RAMP_COOLDOWN_S = 15.0
+#: Headroom over the next layer's measured bitrate (keyframes, bursts).
+RAMP_HEADROOM = 1.2
 
 
 class Subscriber:
@@ -101,6 +106,7 @@ class Subscriber:
         #: Reports in a row whose REMB rose (see RAMP_REPORTS).
         self.remb_rises = 0
         self._climbing_until_s = 0.0
+        self._ramp_blocked_until_s = 0.0
         self._next_layer_ms = 0
         self.malformed_rtcp = 0
 
@@ -240,7 +246,7 @@ class Subscriber:
                 if downtrack.is_video:
                     if budgets is None:
                         budgets = self._video_budget_bps()
-                    downtrack.update_layer(now_ms, budgets)
+                    downtrack.update_layer(now_ms, self._budget_for(downtrack, budgets))
                     # A new subscriber needs a keyframe to start decoding.
                     layer = downtrack.awaited_layer
                     if layer is not None:
@@ -288,12 +294,17 @@ class Subscriber:
                         downtrack.on_keyframe_request(int(now_s * 1000))
             elif isinstance(item, Remb):
                 falling = self.remb_bps is not None and item.bitrate_bps < self.remb_bps
-                rising = self.remb_bps is not None and item.bitrate_bps > self.remb_bps
+                rising = self.remb_bps is not None and item.bitrate_bps >= self.remb_bps * (
+                    1 + RAMP_MIN_RISE
+                )
                 self.remb_rises = self.remb_rises + 1 if rising else 0
-                if self.remb_rises >= RAMP_REPORTS:
-                    self._climbing_until_s = now_s + RAMP_GRACE_S
-                elif falling:
+                if falling and now_s < self._climbing_until_s:
+                    # It fell while we climbed on trust: congestion, not a ramp.
+                    self._ramp_blocked_until_s = now_s + RAMP_COOLDOWN_S
+                if falling:
                     self._climbing_until_s = 0.0
+                elif self.remb_rises >= RAMP_REPORTS and now_s >= self._ramp_blocked_until_s:
+                    self._climbing_until_s = now_s + RAMP_GRACE_S
                 self.remb_bps = item.bitrate_bps
                 for ssrc in item.ssrcs:
                     downtrack = by_ssrc.get(ssrc)
@@ -304,6 +315,16 @@ class Subscriber:
 
     # --- periodic ------------------------------------------------------------
 
+    def _budget_for(self, downtrack: DownTrack, shared_bps: int | None) -> int | None:
+        """A video track's budget: its share of the estimate, or while the
+        estimate climbs (RAMP_*), enough for the next layer up."""
+        if shared_bps is None or time.monotonic() >= self._climbing_until_s:
+            return shared_bps
+        next_bps = downtrack.next_layer_bps()
+        if next_bps is None:
+            return shared_bps
+        return max(shared_bps, int(next_bps * RAMP_HEADROOM))
+
     def _video_budget_bps(self) -> int | None:
         """This subscriber's bandwidth estimate shared by its video tracks."""
         if self.remb_bps is None:
@@ -311,8 +332,8 @@ class Subscriber:
         estimate = self.remb_bps
         active = [d for d in self.downtracks.values() if d.active and not d.paused]
         loss = max((d.loss_fraction for d in active), default=0.0)
-        if loss < RAMP_MAX_LOSS and time.monotonic() < self._climbing_until_s:
-            return None  # still climbing: no cap yet
+        if loss >= RAMP_MAX_LOSS:
+            self._climbing_until_s = 0.0  # loss: no climbing on trust
         if loss > LOSS_THRESHOLD:
             estimate = int(estimate * (1 - 0.5 * loss))
         videos = sum(1 for d in active if d.is_video)
@@ -329,7 +350,7 @@ class Subscriber:
             if not downtrack.is_video:
                 continue
             if choose:
-                downtrack.update_layer(now_ms, budget)
+                downtrack.update_layer(now_ms, self._budget_for(downtrack, budget))
             layer = downtrack.awaited_layer
             if layer is not None:
                 # Re-ask while waiting: a single request is sometimes lost or

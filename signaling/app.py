@@ -131,7 +131,7 @@ async def rtc_handler(request: web.Request) -> web.StreamResponse:
     limiter = request.app[JOIN_LIMITER]
     address = client_address(
         request.remote or "",
-        request.headers.get("X-Forwarded-For"),
+        ", ".join(request.headers.getall("X-Forwarded-For", [])),
         request.app[TRUSTED_PROXIES],
     )
     if isinstance(limiter, AddressLimiter) and not limiter.take(address, time.monotonic()):

@@ -87,6 +87,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             workers=args.workers,
             node_id_base=node_id,
             relay_port=args.relay_port,
+            metrics_port=args.metrics_port,
         )
     if args.relay_host in ("0.0.0.0", "::", ""):
         print(

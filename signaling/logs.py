@@ -48,7 +48,10 @@ class ContextFilter(logging.Filter):
         if record.participant is not None:
             context += f" participant={record.participant}"
         record.context = context
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad call: logging reports it when it formats
+            return True
         cleaned = self.redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None

@@ -69,7 +69,9 @@ def client_address(remote: str, forwarded_for: str | None, trusted: Sequence[IPN
     (addresses to its left could be written by the client)."""
     if not trusted or not forwarded_for or not _within(remote, trusted):
         return remote
-    hops = [hop.strip() for hop in forwarded_for.split(",")[:32]]
+    # The nearest hops are at the end (each proxy appends); the client can
+    # write any number of entries before them.
+    hops = [hop.strip() for hop in forwarded_for.split(",")[-32:]]
     for hop in reversed(hops):
         if not hop:
             continue

@@ -615,6 +615,8 @@ class RoomManager:
     # --- tracks ----------------------------------------------------------------
 
     def publish_track(self, participant: Participant, track: Track) -> None:
+        if participant.left:
+            raise ValueError(f"participant {participant.id} has left")
         participant.tracks[track.id] = track
         self._local_tracks[track.id] = track
         room = participant.room

@@ -351,6 +351,10 @@ class Session:
                 else "bad_request"
             )
             raise m.ProtocolError(code, str(exc), kind) from None
+        if participant.left:  # replaced or removed while the answer was made
+            for _media, published in result.added:
+                published.close()
+            return
         meta = {t.mid: t for t in message.tracks}
         for published in result.removed:
             track = participant.tracks.get(published.track_id)
@@ -405,6 +409,10 @@ class Session:
             logger.info("participant %s: publish m-section rejected: %s", participant.id, problem)
         await participant.flush_candidates("publisher")
         for track in new_tracks:
+            if participant.left:
+                if track.media is not None:
+                    track.media.close()
+                continue
             self.manager.publish_track(participant, track)
 
     @staticmethod

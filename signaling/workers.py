@@ -50,7 +50,7 @@ POLL_S = 0.2
 
 #: Options the supervisor sets itself for each worker, so the ones it was given
 #: are dropped: with a value ...
-_OWN_OPTIONS = ("--workers", "--node-id", "--relay-port")
+_OWN_OPTIONS = ("--workers", "--node-id", "--relay-port", "--metrics-port")
 #: ... and without.
 _OWN_FLAGS = ("--reuse-port",)
 
@@ -61,7 +61,12 @@ def default_command() -> list[str]:
 
 
 def worker_argv(
-    serve_argv: Sequence[str], index: int, *, node_id_base: str, relay_port: int
+    serve_argv: Sequence[str],
+    index: int,
+    *,
+    node_id_base: str,
+    relay_port: int,
+    metrics_port: int | None = None,
 ) -> list[str]:
     """The `sfu serve` arguments of worker `index` (0-based).
 
@@ -70,7 +75,8 @@ def worker_argv(
     `--relay-port`, `--reuse-port`, also in their `--opt=value` forms); those
     are appended: one process (`--workers 1`), sharing the signaling port
     (`--reuse-port`), with its own node id and relay port. A relay port of 0
-    stays 0, meaning each worker picks a free one.
+    stays 0, meaning each worker picks a free one. A `--metrics-port P`
+    becomes `P+index`: one scrape target per worker (they cannot share it).
     """
     out: list[str] = []
     skip_value = False
@@ -85,7 +91,7 @@ def worker_argv(
             continue
         out.append(arg)
     port = relay_port + index if relay_port else 0
-    return [
+    argv = [
         *out,
         "--workers",
         "1",
@@ -95,6 +101,9 @@ def worker_argv(
         "--relay-port",
         str(port),
     ]
+    if metrics_port is not None:
+        argv += ["--metrics-port", str(metrics_port + index)]
+    return argv
 
 
 def _describe_exit(code: int) -> str:
@@ -197,6 +206,7 @@ def run_workers(
     *,
     node_id_base: str,
     relay_port: int,
+    metrics_port: int | None = None,
     command: Sequence[str] | None = None,
     stop_event: threading.Event | None = None,
 ) -> int:
@@ -220,7 +230,13 @@ def run_workers(
             node_id=f"{node_id_base}-{i}",
             cmd=[
                 *base_cmd,
-                *worker_argv(serve_argv, i, node_id_base=node_id_base, relay_port=relay_port),
+                *worker_argv(
+                    serve_argv,
+                    i,
+                    node_id_base=node_id_base,
+                    relay_port=relay_port,
+                    metrics_port=metrics_port,
+                ),
             ],
         )
         for i in range(workers)

@@ -59,6 +59,8 @@ PROXIES = [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("::1/128")]
         ("10.0.0.2", "", PROXIES, "10.0.0.2"),
         ("10.0.0.2", "198.51.100.7", [], "10.0.0.2"),  # nothing trusted
         ("::1", "2001:db8::1", PROXIES, "2001:db8::1"),
+        # 40 forged entries before the one the proxy appended: the proxy's wins.
+        ("10.0.0.2", ", ".join(["6.6.6.6"] * 40 + ["198.51.100.7"]), PROXIES, "198.51.100.7"),
     ],
 )
 def test_client_address(

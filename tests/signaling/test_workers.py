@@ -118,6 +118,15 @@ def test_worker_argv(
     assert serve_argv == before  # pure: the caller's list is left alone
 
 
+def test_each_worker_gets_its_own_metrics_port() -> None:
+    argv = ["--metrics-port", "9100", "--port", "8080"]
+    for index in (0, 1):
+        out = worker_argv(argv, index, node_id_base="n", relay_port=0, metrics_port=9100)
+        assert out.count("--metrics-port") == 1
+        assert out[out.index("--metrics-port") + 1] == str(9100 + index)
+    assert "--metrics-port" not in worker_argv(argv, 0, node_id_base="n", relay_port=0)
+
+
 def test_worker_argv_parses_with_the_value_of_each_own_option_last() -> None:
     # Whatever was kept, the appended options come last, so they win in argparse.
     argv = worker_argv(["--port", "9"], 2, node_id_base="n", relay_port=100)
