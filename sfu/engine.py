@@ -76,6 +76,12 @@ class Peer:
         if self.closed:
             return
         self.closed = True
+        # Counts move to the totals before the peer leaves the live set, with
+        # no await in between: /metrics never sees them go backwards.
+        if self.publisher is not None:
+            self.publisher.retire()
+        if self.subscriber is not None:
+            self.subscriber.retire()
         self._engine.peers.pop(self.id, None)
         if self.publisher is not None:
             await self.publisher.close()

@@ -290,12 +290,20 @@ class Publisher:
                 report += pack_remb(self.rtcp_ssrc, bitrate, ssrcs)
             self.transport.send_rtcp(report)
 
-    async def close(self) -> None:
+    def retire(self) -> None:
+        """Close the tracks and hand this publisher's counts to the node's
+        totals, synchronously: a metrics scrape during the transport's close
+        must find them either live or retired, never neither."""
+        if self.closed:
+            return
         self.closed = True
         for track in self.tracks.values():
             track.close()
         self.tracks.clear()
-        await self.transport.close()
         if self.totals is not None:
             self.totals.add_publisher(self)
             self.totals = None
+
+    async def close(self) -> None:
+        self.retire()
+        await self.transport.close()

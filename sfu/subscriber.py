@@ -372,17 +372,22 @@ class Subscriber:
         if batch:
             self.transport.send_rtcp(batch)
 
-    async def close(self) -> None:
+    def retire(self) -> None:
+        """Stop every DownTrack and hand the counts to the node's totals,
+        synchronously (see Publisher.retire)."""
         for downtrack in list(self.downtracks.values()):
             downtrack.detach()
             if self.totals is not None:
                 self.totals.add_downtrack(downtrack)
         self.downtracks.clear()
         self._by_ssrc.clear()
-        await self.transport.close()
         if self.totals is not None:
             self.totals.add_subscriber(self)
             self.totals = None
+
+    async def close(self) -> None:
+        self.retire()
+        await self.transport.close()
 
 
 def _new_ssrc(taken: dict[int, DownTrack]) -> int:

@@ -102,3 +102,45 @@ async def test_metrics_after_a_two_bot_call(node: Node, make_bot: BotFactory) ->
     assert value(after, "sfu_subscriber_rtt_seconds_count") >= value(
         metrics, "sfu_subscriber_rtt_seconds_count"
     )
+
+
+async def test_counters_never_go_back_while_a_participant_leaves(
+    node: Node, make_bot: BotFactory
+) -> None:
+    from signaling.app import ENGINE
+
+    engine = node.app[ENGINE]
+    # Both publish and subscribe: the one that leaves has a publisher (closed
+    # first, with awaits) and DownTracks (counted until they are retired).
+    publisher = await make_bot("pub")
+    subscriber = await make_bot("sub")
+    await publisher.publish()
+    await subscriber.publish()
+    for bot in (publisher, subscriber):
+        await bot.wait_until(
+            lambda bot=bot: sum(t.packets for t in bot.tracks.values()) > 100, 15, "media"
+        )
+    seen: list[tuple[int, int, int]] = []
+    stop = asyncio.Event()
+
+    async def scrape_every_iteration() -> None:
+        while not stop.is_set():
+            totals = engine.media_totals()
+            seen.append(
+                (
+                    totals.forwarded_packets["video"],
+                    totals.received_packets["video"],
+                    sum(totals.dropped.values()),
+                )
+            )
+            await asyncio.sleep(0)
+
+    scraper = asyncio.ensure_future(scrape_every_iteration())
+    await subscriber.leave()
+    await publisher.leave()
+    await asyncio.sleep(0.3)
+    stop.set()
+    await scraper
+    assert len(seen) > 50
+    for before, after in zip(seen, seen[1:], strict=False):
+        assert all(b <= a for b, a in zip(before, after, strict=True)), (before, after)
