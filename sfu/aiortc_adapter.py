@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import random
 import secrets
 import socket
 from collections.abc import Callable
@@ -104,9 +105,14 @@ async def _bind(
         return protocol
     low, high = port_range
     span = high - low + 1
-    start = secrets.randbelow(span)
-    for i in range(min(span, PORT_RANGE_ATTEMPTS)):
-        port = low + (start + i) % span
+    # Random probes: busy ports bunch together, and a run of them would stop a
+    # linear search long before the range is full.
+    ports = (
+        random.sample(range(low, high + 1), span)
+        if span <= PORT_RANGE_ATTEMPTS
+        else [low + secrets.randbelow(span) for _ in range(PORT_RANGE_ATTEMPTS)]
+    )
+    for port in ports:
         try:
             transport, protocol = await loop.create_datagram_endpoint(
                 factory, local_addr=(address, port)

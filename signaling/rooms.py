@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import secrets
 import time
@@ -29,6 +30,7 @@ from signaling import messages as m
 from signaling.auth import Grants
 from signaling.cluster.membership import LocalMembership, Membership, NodeInfo, ParticipantRecord
 from signaling.cluster.records import RecordError, track_from_record, track_record
+from signaling.logs import participant_var, room_var
 
 logger = logging.getLogger(__name__)
 
@@ -179,8 +181,14 @@ class Participant:
         if self.left or self.peer.subscriber is None:
             return
         if self._negotiation is None or self._negotiation.done():
+            # Often started by another participant's action (a publish): run
+            # it, and the transport tasks it starts, as this participant's so
+            # their log lines name this room and participant (signaling.logs).
+            context = contextvars.copy_context()
+            context.run(room_var.set, self.room.name)
+            context.run(participant_var.set, self.id)
             self._negotiation = asyncio.get_running_loop().create_task(
-                self._negotiate_loop(), name=f"negotiate-{self.id}"
+                self._negotiate_loop(), name=f"negotiate-{self.id}", context=context
             )
 
     async def _negotiate_loop(self) -> None:
