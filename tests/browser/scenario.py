@@ -104,6 +104,47 @@ def require_tools(chromium: str) -> None:
             )
 
 
+def run_isolated(
+    script: list[str], out: Path, chromium: str, deadline_s: float, cwd: Path
+) -> dict[str, Any]:
+    """pytest side: run a scenario script (`[python args...]`) inside a new
+    loopback-only network namespace and return its result.json. As root a
+    network namespace is enough; otherwise a user namespace maps us to root
+    inside it so `ip link set lo up` works."""
+    unshare = ["unshare", "-n"] if os.geteuid() == 0 else ["unshare", "-r", "-n"]
+    cmd = [*unshare, "--", sys.executable, *script]
+    cmd += ["--out", str(out), "--chromium", chromium, "--deadline", str(deadline_s)]
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=deadline_s + 25)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"the browser scenario hung for {exc.timeout:.0f} s (logs in {out})")
+    (out / "scenario.stdout").write_text(proc.stdout)
+    (out / "scenario.stderr").write_text(proc.stderr)
+    print(proc.stdout)
+    result_path = out / "result.json"
+    if not result_path.exists():
+        pytest.fail(
+            f"the browser scenario wrote no result (exit status {proc.returncode}); "
+            f"stderr:\n{proc.stderr[-3000:]}",
+            pytrace=False,
+        )
+    result: dict[str, Any] = json.loads(result_path.read_text())
+    return result
+
+
+def assert_check(result: dict[str, Any], name: str) -> None:
+    """pytest side: one named check of a scenario's result passed."""
+    check = result["checks"].get(name)
+    where = f"(artifacts: {result['out']})"
+    if check is None:
+        pytest.fail(
+            f"{name}: not run; the scenario stopped early: {result.get('aborted')} {where}\n"
+            f"{result.get('traceback', '')}",
+            pytrace=False,
+        )
+    assert check["ok"], f"{name}: {check['message']} {where}"
+
+
 def require_loopback_only_namespace() -> None:
     names = sorted(name for _, name in socket.if_nameindex())
     if names != ["lo"]:

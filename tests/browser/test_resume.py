@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import re
 import secrets
@@ -47,9 +46,11 @@ from signaling.auth import DEV_KEY, DEV_SECRET, issue_token
 from tests.browser.scenario import (
     CHROMIUM_FLAGS,
     Result,
+    assert_check,
     free_port,
     open_peer,
     require_tools,
+    run_isolated,
     run_main,
     stop_server,
     wait_decoding,
@@ -71,89 +72,46 @@ SHORT_WINDOW_S = 0.05
 def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     require_tools(CHROMIUM)
     out = tmp_path_factory.mktemp("browser-resume")
-    unshare = ["unshare", "-n"] if os.geteuid() == 0 else ["unshare", "-r", "-n"]
-    cmd = [
-        *unshare,
-        "--",
-        sys.executable,
-        "-m",
-        "tests.browser.test_resume",
-        "--out",
-        str(out),
-        "--chromium",
-        CHROMIUM,
-        "--deadline",
-        str(DEADLINE_S),
-    ]
     print(f"\nbrowser resume: result.json and logs in {out}")
-    try:
-        proc = subprocess.run(
-            cmd, cwd=REPO, capture_output=True, text=True, timeout=DEADLINE_S + 25
-        )
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"the browser scenario hung for {exc.timeout:.0f} s (logs in {out})")
-    (out / "scenario.stdout").write_text(proc.stdout)
-    (out / "scenario.stderr").write_text(proc.stderr)
-    print(proc.stdout)
-    result_path = out / "result.json"
-    if not result_path.exists():
-        pytest.fail(
-            f"the browser scenario wrote no result (exit status {proc.returncode}); "
-            f"stderr:\n{proc.stderr[-3000:]}",
-            pytrace=False,
-        )
-    result: dict[str, Any] = json.loads(result_path.read_text())
-    return result
-
-
-def _assert_check(result: dict[str, Any], name: str) -> None:
-    check = result["checks"].get(name)
-    where = f"(artifacts: {result['out']})"
-    if check is None:
-        pytest.fail(
-            f"{name}: not run; the scenario stopped early: {result.get('aborted')} {where}\n"
-            f"{result.get('traceback', '')}",
-            pytrace=False,
-        )
-    assert check["ok"], f"{name}: {check['message']} {where}"
+    return run_isolated(["-m", "tests.browser.test_resume"], out, CHROMIUM, DEADLINE_S, REPO)
 
 
 def test_a_dropped_websocket_resumes_as_the_same_participant(run: dict[str, Any]) -> None:
-    _assert_check(run, "resumed")
+    assert_check(run, "resumed")
 
 
 def test_the_bot_never_sees_the_page_leave(run: dict[str, Any]) -> None:
-    _assert_check(run, "no_participant_left")
+    assert_check(run, "no_participant_left")
 
 
 def test_the_bot_keeps_receiving_the_pages_video(run: dict[str, Any]) -> None:
-    _assert_check(run, "bot_receives_page_video")
+    assert_check(run, "bot_receives_page_video")
 
 
 def test_the_page_keeps_decoding_the_bots_video(run: dict[str, Any]) -> None:
-    _assert_check(run, "page_decodes_bot_video")
+    assert_check(run, "page_decodes_bot_video")
 
 
 def test_a_subscriber_offer_re_sent_after_the_resume_is_answered_again(
     run: dict[str, Any],
 ) -> None:
-    _assert_check(run, "resent_offer_answered_again")
+    assert_check(run, "resent_offer_answered_again")
 
 
 def test_messages_missed_while_away_are_replayed_and_handled(run: dict[str, Any]) -> None:
-    _assert_check(run, "missed_messages_replayed")
+    assert_check(run, "missed_messages_replayed")
 
 
 def test_a_resume_too_late_closes_with_resume_failed_and_says_leave(
     run: dict[str, Any],
 ) -> None:
-    _assert_check(run, "resume_failed")
+    assert_check(run, "resume_failed")
 
 
 def test_after_a_failed_resume_the_page_joins_again_and_media_flows(
     run: dict[str, Any],
 ) -> None:
-    _assert_check(run, "rejoined")
+    assert_check(run, "rejoined")
 
 
 def test_scenario_finished(run: dict[str, Any]) -> None:
