@@ -26,6 +26,7 @@ from prometheus_client.registry import Collector
 
 from sfu.core.histogram import Histogram
 from sfu.counters import DROP_REASONS, KINDS
+from sfu.relay import RelayStats
 from signaling.messages import ERROR_CODES
 
 if TYPE_CHECKING:
@@ -263,7 +264,7 @@ class NodeCollector(Collector):
 
         # --- cluster ---------------------------------------------------------------
         relay = self.engine.relay
-        stats = relay.stats if relay is not None else None
+        stats = relay.stats if relay is not None else RelayStats()  # zeros: no cluster
         yield by(
             GaugeMetricFamily(
                 "sfu_relay_streams",
@@ -271,8 +272,8 @@ class NodeCollector(Collector):
                 labels=["node", "direction"],
             ),
             {
-                "out": stats.out_streams if stats else 0,
-                "in": stats.in_streams if stats else 0,
+                "out": stats.out_streams,
+                "in": stats.in_streams,
             },
         )
         yield by(
@@ -282,8 +283,8 @@ class NodeCollector(Collector):
                 labels=["node", "direction"],
             ),
             {
-                "out": stats.packets_sent if stats else 0,
-                "in": stats.packets_received if stats else 0,
+                "out": stats.packets_sent,
+                "in": stats.packets_received,
             },
         )
         yield by(
@@ -293,8 +294,8 @@ class NodeCollector(Collector):
                 labels=["node", "direction"],
             ),
             {
-                "out": stats.bytes_sent if stats else 0,
-                "in": stats.bytes_received if stats else 0,
+                "out": stats.bytes_sent,
+                "in": stats.bytes_received,
             },
         )
         yield by(
@@ -304,9 +305,9 @@ class NodeCollector(Collector):
                 labels=["node", "reason"],
             ),
             {
-                "unauthenticated": stats.rejected if stats else 0,
-                "replayed": stats.replayed if stats else 0,
-                "malformed": stats.malformed if stats else 0,
+                "unauthenticated": stats.rejected,
+                "replayed": stats.replayed,
+                "malformed": stats.malformed,
             },
         )
         membership = self.membership

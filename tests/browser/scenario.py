@@ -161,24 +161,26 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def serve_args(port: int) -> list[str]:
+    """`sfu serve` in dev mode on 127.0.0.1 (signaling and media)."""
+    return [
+        "serve",
+        "--dev",
+        "--rtc-host",
+        "127.0.0.1",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "info",
+    ]
+
+
 def start_server(out: Path, port: int) -> subprocess.Popen[bytes]:
     log = open(out / "server.log", "wb")  # noqa: SIM115 - closed with the process
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "signaling.cli",
-            "serve",
-            "--dev",
-            "--rtc-host",
-            "127.0.0.1",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "info",
-        ],
+        [sys.executable, "-m", "signaling.cli", *serve_args(port)],
         cwd=REPO,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -52,6 +52,7 @@ from tests.browser.scenario import (
     require_tools,
     run_isolated,
     run_main,
+    serve_args,
     stop_server,
     wait_decoding,
     wait_healthy,
@@ -124,18 +125,7 @@ def test_scenario_finished(run: dict[str, Any]) -> None:
 def start_server(out: Path, port: int, log_name: str, window_s: float | None) -> Any:
     """`sfu serve --dev`; with `window_s`, signaling.rooms.RESUME_WINDOW_S is
     set to it in the server's process first."""
-    serve = [
-        "serve",
-        "--dev",
-        "--rtc-host",
-        "127.0.0.1",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "info",
-    ]
+    serve = serve_args(port)
     if window_s is None:
         cmd = [sys.executable, "-m", "signaling.cli", *serve]
     else:
